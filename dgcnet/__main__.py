@@ -1,0 +1,5 @@
+import sys
+
+from dgcnet.cli import main
+
+sys.exit(main())

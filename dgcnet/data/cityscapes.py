@@ -1,0 +1,106 @@
+"""Data lists (``image<TAB>label`` per line, relative to the data dir) and the dataset reading them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dgcnet.data.labels import CITYSCAPES, ClassInfo
+from dgcnet.data.transforms import TrainAugment, normalize, read_image, read_label
+from dgcnet.errors import DgcnetError
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    label: Path | None
+    list_path: Path
+    line: int  # 1-based line number in the list, for error messages
+
+    @property
+    def where(self) -> str:
+        return f"{self.list_path}:{self.line}"
+
+
+def read_list(list_path: str | Path, data_dir: str | Path, require_labels: bool = False) -> list[Sample]:
+    """Parse a data list; one or two columns separated by a tab or spaces. Blank lines are skipped."""
+    list_path, data_dir = Path(list_path), Path(data_dir)
+    try:
+        lines = list_path.read_text().splitlines()
+    except OSError as error:
+        raise DgcnetError(f"{list_path}: cannot read data list ({error.strerror})") from None
+    samples = []
+    for number, line in enumerate(lines, start=1):
+        columns = line.split()
+        if not columns:
+            continue
+        if len(columns) > 2:
+            raise DgcnetError(f"{list_path}:{number}: expected 'image[<TAB>label]', got {len(columns)} columns")
+        if require_labels and len(columns) < 2:
+            raise DgcnetError(f"{list_path}:{number}: no label column, but this list needs labels")
+        label = data_dir / columns[1] if len(columns) == 2 else None
+        samples.append(Sample(data_dir / columns[0], label, list_path, number))
+    if not samples:
+        raise DgcnetError(f"{list_path}: the data list is empty")
+    return samples
+
+
+def check_files_exist(samples: list[Sample]) -> None:
+    """The cheap check run before training or evaluation: every listed file exists."""
+    for s in samples:
+        for path in (s.image, s.label):
+            if path is not None and not path.is_file():
+                raise DgcnetError(f"{s.where}: {path}: no such file")
+
+
+class SegmentationDataset(Dataset):
+    """Images (and labels, as train ids) from a data list.
+
+    train=True applies the recipe's augmentation; each sample's randomness comes from
+    (seed, epoch, index) alone, so it does not depend on the number of loader workers.
+    train=False returns the whole normalised image. Items: (image, label, index); label is an
+    empty tensor for lists without labels.
+    """
+
+    def __init__(self, data_dir: str | Path, list_path: str | Path, *, classes: ClassInfo = CITYSCAPES,
+                 train: bool = False, crop_size: tuple[int, int] = (832, 832), scale: bool = True,
+                 mirror: bool = True, rgb: bool = True, seed: int = 0) -> None:
+        self.samples = read_list(list_path, data_dir, require_labels=train)
+        check_files_exist(self.samples)
+        self.classes = classes
+        self.train = train
+        self.rgb = rgb
+        self.augment = TrainAugment(crop_size, scale, mirror, rgb)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw RGB uint8 image and train-id label (None without a label column)."""
+        s = self.samples[index]
+        try:
+            image = read_image(s.image)
+            label = None if s.label is None else self.classes.to_train_ids(read_label(s.label))
+        except DgcnetError as error:
+            raise DgcnetError(f"{s.where}: {error}") from None
+        if label is not None and label.shape != image.shape[:2]:
+            raise DgcnetError(f"{s.where}: {s.label}: label size {label.shape[1]}x{label.shape[0]} "
+                              f"differs from image size {image.shape[1]}x{image.shape[0]}")
+        return image, label
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        image, label = self.load(index)
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            x, y = self.augment(image, label, rng)
+            return x, y, index
+        y = torch.empty(0, dtype=torch.long) if label is None else torch.from_numpy(label.astype(np.int64))
+        return normalize(image, self.rgb), y, index

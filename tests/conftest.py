@@ -1,0 +1,14 @@
+import os
+from pathlib import Path
+
+import pytest
+
+# The reference files (state-dict names, MindSpore samples, Cityscapes lists) live in ../shared.
+SHARED = Path(os.environ.get("DGCNET_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"reference folder {SHARED} not found (set DGCNET_SHARED)")
+    return SHARED
