@@ -6,6 +6,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from dgcnet.data.labels import CITYSCAPES
 from dgcnet.models.dualgcn import DualGCNHead
 from dgcnet.models.resnet import BasicBlock, Bottleneck, ResNetBackbone
 
@@ -18,9 +19,14 @@ class DGCNet(ResNetBackbone):
     """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int],
-                 num_classes: int = 19, head_channels: int = 512) -> None:
+                 num_classes: int = 19, head_channels: int = 512, arch: str = "") -> None:
         super().__init__(block, layers)
+        self.arch = arch
         self.num_classes = num_classes
+        # What the logits mean and how inputs are normalised; weight loaders overwrite these.
+        self.class_names: tuple[str, ...] = (
+            CITYSCAPES.names if num_classes == 19 else tuple(f"class_{i}" for i in range(num_classes)))
+        self.rgb = True
         self.head = DualGCNHead(self.out_channels, head_channels, num_classes)
         self.dsn = nn.Sequential(
             nn.Conv2d(self.layer3_channels, 512, 3, padding=1),
