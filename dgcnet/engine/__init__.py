@@ -1,0 +1,1 @@
+"""Training, evaluation and fast inference engines."""
