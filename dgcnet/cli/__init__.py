@@ -6,11 +6,11 @@ import sys
 from typing import Sequence
 
 import dgcnet
-from dgcnet.cli import info
+from dgcnet.cli import convert, export, info
 from dgcnet.errors import DgcnetError
 
 # Each command module defines add_parser(subparsers) and run(args) -> exit status.
-COMMANDS = [info]
+COMMANDS = [info, convert, export]
 
 
 def build_parser() -> argparse.ArgumentParser:

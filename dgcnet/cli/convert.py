@@ -1,0 +1,42 @@
+"""`dgcnet convert`: weights from any supported format to any other."""
+from __future__ import annotations
+
+import argparse
+
+from dgcnet.formats.convert import TARGETS, convert
+from dgcnet.models import list_models
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert", help="convert weights between PyTorch .pth, safetensors and MindSpore .ckpt",
+        description="Convert DGCNet weights. The format of SRC is recognised from its content: the authors' "
+                    ".pth (full model, or the ImageNet deep-stem backbone with fc.*), a dgcnet training "
+                    "checkpoint, a safetensors file, or a MindSpore .ckpt (bare or saved by the port's "
+                    "train.py). Prints what was converted, skipped, missing and unexpected; fails on "
+                    "shape mismatches without writing DST.")
+    p.add_argument("src", metavar="SRC", help="weights file to read")
+    p.add_argument("dst", metavar="DST", help="file to write")
+    p.add_argument("--to", choices=TARGETS, default="dgcnet",
+                   help="output format: dgcnet = safetensors with metadata (arch, classes, normalisation; "
+                        "what dgcnet.load_model and torch.hub read, needs a complete model), safetensors = "
+                        "plain tensors, mindspore = .ckpt with the port's names, pth = plain PyTorch state "
+                        "dict as the authors' code loads it (default: dgcnet)")
+    p.add_argument("--arch", choices=list_models(), default=None,
+                   help="architecture (default: inferred from the tensor names and shapes)")
+    p.add_argument("--strict", action="store_true", help="fail when names are missing or unexpected")
+    p.add_argument("--prefix", default="",
+                   help="name prefix for --to mindspore, e.g. 'net.' as the port's train.py and pth2ckpt write "
+                        "(default: none, the bare network names)")
+    p.add_argument("--crc", action="store_true",
+                   help="with --to mindspore: append the CRC-32 trailer (MindSpore's crc_check=True)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = convert(args.src, args.dst, args.to, arch=args.arch, strict=args.strict, prefix=args.prefix,
+                     crc=args.crc)
+    for line in report.lines():
+        print(line)
+    print(f"wrote          {args.dst} ({args.to})")
+    return 0

@@ -1,0 +1,46 @@
+"""``load_model``: a ready-to-run DGCNet from any supported weights file (or an arch name)."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from dgcnet.errors import DgcnetError
+from dgcnet.formats.convert import summarize_names, fit_to_model, read_weights
+from dgcnet.models import DGCNet, build_model, list_models
+
+
+def load_model(path_or_arch: str | Path, device: str | torch.device = "cpu",
+               num_classes: int | None = None) -> DGCNet:
+    """Build the model a weights file describes, load the weights, return it in eval mode.
+
+    ``path_or_arch`` is a file in any format ``dgcnet convert`` reads (released safetensors,
+    training checkpoint, the authors' .pth, MindSpore .ckpt) or an architecture name, which
+    gives randomly initialised weights (with a warning). ``class_names`` and ``rgb`` come from
+    the file when it records them. A backbone-only file (ImageNet init) loads with a warning
+    that the heads are random; ``num_classes`` then sets the head size.
+    """
+    if isinstance(path_or_arch, str) and path_or_arch in list_models() and not Path(path_or_arch).exists():
+        warnings.warn(f"{path_or_arch}: no weights file given, the model has random weights", stacklevel=2)
+        model = build_model(path_or_arch, 19 if num_classes is None else num_classes)
+        return model.to(device).eval()
+    path = Path(path_or_arch)
+    if not path.is_file():
+        raise DgcnetError(f"{path}: no such file (and not an arch: {', '.join(list_models())})")
+    weights = read_weights(path)
+    state_dict, report = fit_to_model(weights, path, num_classes=num_classes)
+    if report.unexpected:
+        raise DgcnetError(f"{path}: names the model does not have: {summarize_names(report.unexpected)}")
+    if report.missing:
+        warnings.warn(f"{path}: {summarize_names(report.missing)} not in the file, left randomly initialised",
+                      stacklevel=2)
+    model = build_model(report.arch, report.num_classes)
+    model.load_state_dict(state_dict, strict=not report.missing)
+    if weights.class_names is not None:
+        if len(weights.class_names) != report.num_classes:
+            raise DgcnetError(f"{path}: {len(weights.class_names)} class names for {report.num_classes} classes")
+        model.class_names = tuple(weights.class_names)
+    if weights.rgb is not None:
+        model.rgb = weights.rgb
+    return model.to(device).eval()
