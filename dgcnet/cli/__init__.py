@@ -6,11 +6,11 @@ import sys
 from typing import Sequence
 
 import dgcnet
-from dgcnet.cli import convert, export, info
+from dgcnet.cli import convert, evaluate, export, info, predict
 from dgcnet.errors import DgcnetError
 
 # Each command module defines add_parser(subparsers) and run(args) -> exit status.
-COMMANDS = [info, convert, export]
+COMMANDS = [info, convert, export, evaluate, predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,164 @@
+"""`dgcnet eval`: mIoU of a checkpoint on a data list by the published protocol."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from torch import nn
+
+from dgcnet.data.cityscapes import SegmentationDataset
+from dgcnet.data.labels import CITYSCAPES, ClassInfo
+from dgcnet.engine.evaluate import evaluate, write_results
+from dgcnet.engine.inference import AMP_DTYPES, MODES, default_stride
+from dgcnet.engine.predict import FORMAT_DIRS, PredictionWriter, parse_formats
+from dgcnet.errors import DgcnetError
+from dgcnet.metrics import class_table, format_table
+
+
+def scales_list(text: str) -> tuple[float, ...]:
+    """'0.75,1.0,1.25' -> (0.75, 1.0, 1.25)."""
+    try:
+        scales = tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        scales = ()
+    if not scales or min(scales) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive numbers like 0.75,1.0,1.25, got {text!r}")
+    return scales
+
+
+def positive_int(text: str) -> int:
+    value = count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def add_inference_args(p: argparse.ArgumentParser) -> None:
+    """The flags eval and predict share: checkpoint, inference mode, device."""
+    p.add_argument("--restore-from", "--restore_from", dest="restore_from", required=True, metavar="CKPT",
+                   help="weights: released .safetensors, training checkpoint, the authors' .pth or a "
+                        "MindSpore .ckpt")
+    p.add_argument("--mode", choices=MODES, default="sliding",
+                   help="sliding: tiles of --tile at --stride, logits averaged (the protocol); "
+                        "whole: the full image in one pass (default: sliding)")
+    p.add_argument("--tile", type=positive_int, default=832, help="sliding-window tile size (default: 832)")
+    p.add_argument("--stride", type=positive_int, default=None,
+                   help="sliding-window stride (default: ceil(2/3 * tile), 555 for 832)")
+    p.add_argument("--scales", type=scales_list, default=(1.0,),
+                   help="comma-separated image scales whose logits are summed, e.g. 0.75,1.0,1.25 (default: 1.0)")
+    p.add_argument("--flip", action="store_true", help="also run the mirrored image and average the logits")
+    p.add_argument("--batch-tiles", "--batch_tiles", dest="batch_tiles", type=positive_int, default=4,
+                   help="sliding-window tiles per forward pass (default: 4)")
+    p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off",
+                   help="mixed precision for the forward pass; logits are summed in float32 (default: off)")
+    p.add_argument("--device", default=None,
+                   help="torch device, e.g. cuda, cuda:1, cpu (default: cuda when available, else cpu)")
+    p.add_argument("--workers", type=count, default=2, help="image loading processes (default: 2; 0 loads inline)")
+    p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=positive_int, default=None,
+                   help="number of classes, only for files that do not record it (default: from the file)")
+    p.add_argument("--no-fast", dest="fast", action="store_false",
+                   help="run the plain model instead of the BatchNorm-folded, channels-last copy")
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DgcnetError(f"unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DgcnetError(f"device {name} requested but CUDA is not available")
+    return device
+
+
+def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:
+    """The model of ``--restore-from`` on its device (made fast unless --no-fast) and its classes."""
+    from dgcnet.formats.load import load_model
+
+    device = resolve_device(args.device)
+    model = load_model(args.restore_from, device=device, num_classes=args.num_classes)
+    classes = model_classes(model)
+    if args.fast:
+        from dgcnet.engine.fast import optimize_for_inference
+
+        model = optimize_for_inference(model)
+    return model, classes
+
+
+def model_classes(model: nn.Module) -> ClassInfo:
+    """Cityscapes ids and colours for a model with the Cityscapes class names; otherwise the
+    model's class names, labels stored as train ids, and the Cityscapes colours cycled."""
+    names = tuple(model.class_names)
+    if names == CITYSCAPES.names:
+        return CITYSCAPES
+    colors = tuple(CITYSCAPES.colors[i % len(CITYSCAPES.colors)] for i in range(len(names)))
+    return ClassInfo(names=names, colors=colors)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval", help="mIoU on a data list (sliding window, tile 832, as published)",
+        description="Evaluate a checkpoint on a data list by the published protocol (full images, "
+                    "sliding window of 832 at stride 555, logits averaged, single scale, no flip) and "
+                    "write OUTPUT/result/: result.txt ({\"meanIU\", \"IU_array\"}), per_class.md/.csv, "
+                    "confusion.npy/.png and summary.json. A list without labels (test.txt) only predicts: labelIds PNGs unless --save-pred says otherwise.")
+    p.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True, help="dataset root folder")
+    p.add_argument("--data-list", "--data_list", dest="data_list", required=True,
+                   help="data list: 'image<TAB>label' per line relative to --data-dir (label optional)")
+    p.add_argument("--output-dir", "--output_dir", dest="output_dir", default="eval_output",
+                   help="output folder (default: ./eval_output)")
+    p.add_argument("--save-pred", "--save_pred", dest="save_pred", type=parse_formats_arg, default=(),
+                   help="also write predictions, any of: " + ", ".join(FORMAT_DIRS) + " (comma-separated); "
+                        "labelids are the Cityscapes test-server PNGs, in OUTPUT/labelIds/")
+    add_inference_args(p)
+    p.set_defaults(run=run)
+
+
+def parse_formats_arg(text: str) -> tuple[str, ...]:
+    try:
+        return parse_formats(text)
+    except DgcnetError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    model, classes = load_for_inference(args)
+    dataset = SegmentationDataset(args.data_dir, args.data_list, classes=classes, train=False,
+                                  rgb=getattr(model, "rgb", True))
+    stride = default_stride(args.tile) if args.stride is None else args.stride
+    settings = {"restore_from": str(args.restore_from), "data_list": str(args.data_list), "mode": args.mode,
+                "tile": args.tile, "stride": stride, "scales": list(args.scales), "flip": args.flip,
+                "amp": args.amp, "device": str(next(model.parameters()).device)}
+    save_pred = args.save_pred
+    if not save_pred and all(s.label is None for s in dataset.samples):
+        save_pred = ("labelids",)  # nothing to score: the test-server PNGs are the result
+    writer = PredictionWriter(args.output_dir, save_pred, classes) if save_pred else None
+    try:
+        result = evaluate(model, dataset, mode=args.mode, tile=args.tile, stride=stride, scales=args.scales,
+                          flip=args.flip, batch_tiles=args.batch_tiles, amp=args.amp, workers=args.workers,
+                          progress=sys.stderr.isatty(), writer=writer)
+    finally:
+        if writer is not None:
+            writer.close()
+    folder = write_results(result, args.output_dir, settings)
+    if result.miou is not None:
+        print(format_table(class_table(result.class_names, result.iou, result.confusion), result.miou), end="")
+        print(f"meanIU {result.miou:.4f} over {result.num_labelled} labelled images ({folder / 'result.txt'})")
+    else:
+        print(f"no labels in {args.data_list}: predictions only")
+    if writer is not None:
+        print(f"predictions ({', '.join(save_pred)}) in {args.output_dir}")
+    print(f"{result.num_images} images in {result.seconds:.1f} s: {result.images_per_s:.3f} images/s")
+    return 0

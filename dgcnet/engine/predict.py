@@ -1,0 +1,232 @@
+"""Prediction: the ``dgcnet.predict`` API, prediction PNGs (labelIds for the Cityscapes test
+server, colour, overlay, trainIds) and running a model over files, folders and globs."""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from dgcnet.data.labels import CITYSCAPES, ClassInfo
+from dgcnet.data.transforms import normalize, read_image
+from dgcnet.engine.inference import infer_logits, model_device
+from dgcnet.errors import DgcnetError
+
+# --format / --save-pred name -> sub-folder of the output directory.
+FORMAT_DIRS = {"labelids": "labelIds", "color": "color", "overlay": "overlay", "trainids": "trainIds"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+OVERLAY_ALPHA = 0.5  # weight of the class colours in the overlay
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """'labelids,color' -> ('labelids', 'color'); unknown names raise DgcnetError."""
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in FORMAT_DIRS]
+    if unknown or not formats:
+        raise DgcnetError(f"unknown prediction format {', '.join(unknown) or repr(text)}; "
+                          f"choose from {', '.join(FORMAT_DIRS)}")
+    return formats
+
+
+def as_rgb_array(image: str | Path | Image.Image | np.ndarray) -> np.ndarray:
+    """A path, PIL image or HxWx3 uint8 RGB array -> HxWx3 uint8 RGB array."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise DgcnetError(f"expected an HxWx3 uint8 RGB array, got shape {array.shape} dtype {array.dtype}")
+    return array
+
+
+def predict(model: nn.Module, image: str | Path | Image.Image | np.ndarray, mode: str = "sliding",
+            scales: Sequence[float] = (1.0,), flip: bool = False, *, tile: int = 832,
+            stride: int | None = None, batch_tiles: int = 4, amp: str = "off") -> np.ndarray:
+    """Segment one image: (H, W) uint8 train ids (for Cityscapes 0..18) at the image's size.
+
+    ``image`` is a path, a PIL image or an HxWx3 uint8 RGB array; the model (eval mode is set)
+    runs on its own device with its own normalisation (``model.rgb``).
+    """
+    model.eval()
+    rgb = as_rgb_array(image)
+    x = normalize(rgb, getattr(model, "rgb", True)).to(model_device(model))
+    logits = infer_logits(model, x, mode=mode, tile=tile, stride=stride, scales=scales, flip=flip,
+                          batch_tiles=batch_tiles, amp=amp)
+    return logits.argmax(0).to(torch.uint8).cpu().numpy()
+
+
+def encode_prediction(train_ids: np.ndarray, fmt: str, classes: ClassInfo = CITYSCAPES,
+                      image: np.ndarray | None = None) -> Image.Image:
+    """One prediction as a PIL image: 'labelids' (stored ids, as the Cityscapes test server wants),
+    'trainids' (8-bit train ids), 'color' (class colours) or 'overlay' (colours over ``image``)."""
+    if fmt == "labelids":
+        return Image.fromarray(classes.train_to_ids(train_ids).astype(np.uint8), mode="L")
+    if fmt == "trainids":
+        return Image.fromarray(train_ids.astype(np.uint8), mode="L")
+    color = classes.colorize(train_ids)
+    if fmt == "color":
+        return Image.fromarray(color, mode="RGB")
+    if fmt == "overlay":
+        if image is None:
+            raise ValueError("the overlay needs the input image")
+        mixed = OVERLAY_ALPHA * color.astype(np.float32) + (1 - OVERLAY_ALPHA) * image.astype(np.float32)
+        return Image.fromarray(mixed.round().astype(np.uint8), mode="RGB")
+    raise ValueError(f"unknown prediction format {fmt!r}")
+
+
+class PredictionWriter:
+    """Writes predictions as ``OUTPUT/<labelIds|color|overlay|trainIds>/<relative>.png`` on
+    background threads (PNG encoding overlaps inference); :meth:`close` waits and re-raises errors."""
+
+    def __init__(self, output_dir: str | Path, formats: Sequence[str], classes: ClassInfo = CITYSCAPES,
+                 threads: int = 2) -> None:
+        self.output_dir = Path(output_dir)
+        self.formats = tuple(formats)
+        self.classes = classes
+        self._pool = ThreadPoolExecutor(max_workers=threads)
+        self._pending: list[Future] = []
+        self._max_pending = 4 * threads  # each queued item holds a full-size prediction
+
+    def path(self, fmt: str, relative: Path) -> Path:
+        return self.output_dir / FORMAT_DIRS[fmt] / relative
+
+    def submit(self, train_ids: np.ndarray, relative: Path, image_path: Path | None = None,
+               image: np.ndarray | None = None) -> None:
+        """Queue one prediction. The overlay uses ``image`` or, failing that, reads ``image_path``."""
+        waiting = []
+        for future in self._pending:
+            if future.done():
+                future.result()  # re-raises a failed write now rather than at the end
+            else:
+                waiting.append(future)
+        while len(waiting) >= self._max_pending:
+            waiting.pop(0).result()
+        self._pending = waiting
+        self._pending.append(self._pool.submit(self._write, train_ids, relative, image_path, image))
+
+    def _write(self, train_ids: np.ndarray, relative: Path, image_path: Path | None,
+               image: np.ndarray | None) -> None:
+        for fmt in self.formats:
+            if fmt == "overlay" and image is None:
+                image = read_image(image_path)
+            target = self.path(fmt, relative)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            encode_prediction(train_ids, fmt, self.classes, image).save(target)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for future in self._pending:
+            future.result()
+        self._pending = []
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class InputImage:
+    path: Path
+    relative: Path  # output name, relative to the output format folder
+
+
+def collect_inputs(paths: Sequence[str]) -> tuple[list[InputImage], list[str]]:
+    """Expand files, folders (recursively, image files only) and glob patterns.
+
+    Returns the images, each with its output name (:func:`output_names`), and one error line per
+    argument that matched nothing.
+    """
+    files: list[Path] = []
+    errors: list[str] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                errors.append(f"{text}: no image files in this folder")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        elif glob.has_magic(text):
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not found:
+                errors.append(f"{text}: no file matches this pattern")
+            files.extend(found)
+        else:
+            errors.append(f"{text}: no such file or folder")
+    unique = list(dict.fromkeys(p.absolute() for p in files))
+    return [InputImage(p, n) for p, n in zip(unique, output_names(unique))], errors
+
+
+def output_names(images: Sequence[Path]) -> list[Path]:
+    """Output names of predictions: each image's path relative to the images' common folder, as
+    '.png' (Cityscapes val: ``frankfurt/frankfurt_000000_000294_leftImg8bit.png``), so equal file
+    names in different folders do not collide."""
+    if not images:
+        return []
+    absolute = [Path(p).absolute() for p in images]
+    root = Path(os.path.commonpath([p.parent for p in absolute]))
+    relatives = [p.relative_to(root) for p in absolute]
+    names = [r.with_suffix(".png") for r in relatives]
+    # a.jpg and a.png in one folder would both become a.png: the non-PNG ones keep their full names.
+    counts = Counter(names)
+    return [r.with_name(r.name + ".png") if counts[n] > 1 and r.suffix.lower() != ".png" else n
+            for r, n in zip(relatives, names)]
+
+
+class _ImageFiles(Dataset):
+    """Reads and normalises input images in loader workers; a bad file yields its error message."""
+
+    def __init__(self, inputs: Sequence[InputImage], rgb: bool, keep_rgb: bool) -> None:
+        self.inputs = inputs
+        self.rgb = rgb
+        self.keep_rgb = keep_rgb
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, np.ndarray | None, str | None]:
+        try:
+            image = read_image(self.inputs[index].path)
+        except DgcnetError as error:
+            return index, None, None, str(error)
+        return index, normalize(image, self.rgb), image if self.keep_rgb else None, None
+
+
+def predict_files(model: nn.Module, inputs: Sequence[InputImage], output_dir: str | Path,
+                  formats: Sequence[str], *, classes: ClassInfo = CITYSCAPES, mode: str = "sliding",
+                  tile: int = 832, stride: int | None = None, scales: Sequence[float] = (1.0,),
+                  flip: bool = False, batch_tiles: int = 4, amp: str = "off", workers: int = 2,
+                  progress: bool = True) -> list[str]:
+    """Predict every input and write the requested formats; returns one error line per image
+    that could not be read (the others are still written)."""
+    model.eval()
+    device = model_device(model)
+    dataset = _ImageFiles(inputs, getattr(model, "rgb", True), keep_rgb="overlay" in formats)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
+    errors: list[str] = []
+    with PredictionWriter(output_dir, formats, classes) as writer:
+        for index, x, image, error in tqdm(loader, total=len(dataset), desc="predict", unit="image",
+                                           disable=not progress, file=sys.stderr):
+            if error is not None:
+                errors.append(error)
+                continue
+            logits = infer_logits(model, x.to(device, non_blocking=True), mode=mode, tile=tile, stride=stride,
+                                  scales=scales, flip=flip, batch_tiles=batch_tiles, amp=amp)
+            train_ids = logits.argmax(0).to(torch.uint8).cpu().numpy()
+            writer.submit(train_ids, inputs[index].relative, image=image)
+    return errors
