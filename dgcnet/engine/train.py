@@ -1,0 +1,414 @@
+"""Training: the published recipe on the CPU, one GPU, or several GPUs / machines through torchrun.
+
+Reads top to bottom: processes and seeds, data, model (starting weights, synchronised BN),
+optimizer, resume, then the loop (poly learning rate, forward, loss, step, log, checkpoint,
+validate). Every sample's augmentation comes from (seed, epoch, index) and every process's
+random generators are saved in the checkpoints, so a resumed run continues exactly as the
+uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from dgcnet.config import TrainConfig, config_to_dict, save_config
+from dgcnet.data.cityscapes import SegmentationDataset
+from dgcnet.engine import checkpoint as ckpt
+from dgcnet.engine import distributed
+from dgcnet.engine.distributed import DistEnv
+from dgcnet.errors import DgcnetError
+from dgcnet.losses import dgcnet_loss
+from dgcnet.models import DGCNet, build_model
+
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path            # the final checkpoint
+    iterations: int
+    final_loss: float | None    # mean loss over the last log interval
+    skipped_steps: int          # steps skipped for a non-finite loss or gradient
+    best_miou: float | None     # best validation mIoU (None without validation)
+    metrics_path: Path          # one JSON object per line: training records and validation records
+
+
+def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
+    """The learning rate of (0-based) ``iteration``: base * (1 - i / total) ^ power."""
+    return base_lr * (1.0 - iteration / total) ** power
+
+
+def build_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float,
+                    decay_norm_and_bias: bool = True) -> torch.optim.SGD:
+    """SGD over every parameter, BatchNorm affine parameters included. Build it after any BatchNorm
+    conversion, so that it holds the parameters that are actually trained."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if decay_norm_and_bias:
+        groups: list[dict[str, Any]] = [{"params": params}]
+    else:  # BatchNorm weights/biases and conv biases are the 1-d parameters
+        groups = [{"params": [p for p in params if p.dim() > 1]},
+                  {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def restore_weights(model: DGCNet, path: str | Path) -> str:
+    """Load starting weights by name: an ImageNet deep-stem backbone (its fc.* skipped), a full
+    DGCNet state dict, a training checkpoint, or any file ``dgcnet convert`` reads. Returns a
+    summary; a file of which nothing matches the model is an error."""
+    from dgcnet.formats.convert import read_weights, summarize_names
+
+    weights = read_weights(path)
+    expected = model.state_dict()
+    loaded: dict[str, torch.Tensor] = {}
+    mismatched = []
+    for name, value in weights.tensors.items():
+        target = expected.get(name)
+        if target is None:
+            continue
+        if value.dim() == target.dim() + 1 and value.shape[-1] == 1 and value.shape[:-1] == target.shape:
+            value = value.reshape(target.shape)  # a Conv1d weight stored 4-D (MindSpore)
+        if value.shape != target.shape:
+            mismatched.append(f"{name} {tuple(value.shape)} vs {tuple(target.shape)}")
+            continue
+        loaded[name] = value
+    unexpected = [k for k in weights.tensors if k not in expected]
+    if not loaded:
+        raise DgcnetError(f"{path}: no tensor matches {model.arch} ({len(weights.tensors)} tensors in the file, "
+                          f"e.g. {next(iter(weights.tensors), 'none')})")
+    model.load_state_dict(loaded, strict=False)
+    missing = [k for k in expected if k not in loaded]
+    lines = [f"restore_from {path} ({weights.source_format}): loaded {len(loaded)} of {len(expected)} tensors",
+             f"  missing {summarize_names(missing)}", f"  unexpected {summarize_names(unexpected)}"]
+    if mismatched:
+        lines.append(f"  shape differs, not loaded: {len(mismatched)}: {', '.join(mismatched[:3])}")
+    if weights.skipped:
+        lines.append("  skipped " + ", ".join(f"{n} {kind}" for kind, n in sorted(weights.skipped.items())))
+    return "\n".join(lines)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _batches(dataset: SegmentationDataset, sampler: DistributedSampler, batch_size: int, workers: int,
+             pin_memory: bool, start: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(epoch, images, labels) for iterations start, start+1, ...: the shuffle comes from
+    (seed, epoch), each sample from (seed, epoch, index), so resuming mid-epoch skips exactly the
+    batches already seen without loading them."""
+    per_epoch = len(sampler) // batch_size
+    iteration = start
+    while True:
+        epoch, position = divmod(iteration, per_epoch)
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        indices = list(sampler)[position * batch_size:per_epoch * batch_size]
+        # Its own generator: creating loader workers must not consume the global (dropout) RNG.
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
+                            pin_memory=pin_memory, drop_last=True, generator=torch.Generator())
+        for images, labels, _ in loader:
+            yield epoch, images, labels
+            iteration += 1
+
+
+class _MetricsLog:
+    """metrics.jsonl (and TensorBoard events when tensorboard is installed), main process only."""
+
+    def __init__(self, run_dir: Path, start: int, enabled: bool) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        self.enabled = enabled
+        self.file = None
+        self.tensorboard = None
+        if not enabled:
+            return
+        self._drop_records_after(start)
+        self.file = open(self.path, "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start + 1)
+
+    def _drop_records_after(self, start: int) -> None:
+        """On resume, forget what a stopped run logged after its last checkpoint (and a line cut short)."""
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("iteration", 0) <= start:
+                kept.append(line + "\n")
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, self.path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key != "iteration" and isinstance(value, (int, float)) and value is not None:
+                    self.tensorboard.add_scalar(key, value, record["iteration"])
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def _resume_path(resume: str | None, run_dir: Path) -> Path | None:
+    if resume is None:
+        if ckpt.list_checkpoints(run_dir):
+            raise DgcnetError(f"{run_dir}: already holds checkpoints; continue with --resume auto, "
+                              f"or choose another --save_dir")
+        return None
+    if resume == "auto":
+        return ckpt.latest_checkpoint(run_dir)
+    return Path(resume)
+
+
+def _validate(model: DGCNet, config: TrainConfig, dataset: SegmentationDataset, device: torch.device) -> float:
+    """mIoU of a plain (unsynchronised, eval-mode) copy of the weights on the validation list."""
+    from dgcnet.engine.evaluate import evaluate
+
+    plain = build_model(model.arch, model.num_classes)
+    plain.load_state_dict(model.state_dict())
+    result = evaluate(plain, dataset, mode=config.val.mode, tile=config.val.tile, device=device,
+                      amp=config.train.amp, workers=config.data.workers, progress=False)
+    if result.miou is None:
+        raise DgcnetError(f"{config.val.data_list}: no labelled image to validate on")
+    return result.miou
+
+
+def train(config: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train DGCNet as ``config`` describes; launch once per process (torchrun for several).
+
+    ``on_log`` receives every record written to ``metrics.jsonl`` (main process only).
+    Returns where the run is and how it ended.
+    """
+    env = distributed.setup(config.run.device, config.run.distributed)
+    try:
+        return _train(config, env, on_log)
+    finally:
+        distributed.cleanup(env)
+
+
+def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]], None] | None) -> TrainResult:
+    cfg_model, cfg_data, cfg_train, cfg_run = config.model, config.data, config.train, config.run
+    run_dir = Path(cfg_run.save_dir)
+    resume_from = _resume_path(cfg_run.resume, run_dir)
+    say = print if env.is_main else (lambda *a, **k: None)
+    _seed_everything(cfg_run.seed + env.rank)  # one seed per process: independent dropout masks
+
+    # Data: the list's cheap checks (syntax, files exist) run here, before anything heavy.
+    if cfg_data.data_list is None:
+        raise DgcnetError("no training list: set data.data_list (--data_list)")
+    dataset = SegmentationDataset(cfg_data.data_dir, cfg_data.data_list, train=True, crop_size=cfg_data.input_size,
+                                  scale=cfg_data.scale, mirror=cfg_data.mirror, rgb=cfg_data.rgb, seed=cfg_run.seed)
+    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                 seed=cfg_run.seed)
+    if len(sampler) < cfg_train.batch_size:
+        raise DgcnetError(f"{cfg_data.data_list}: {len(dataset)} samples, fewer than one global batch "
+                          f"({env.world_size} x {cfg_train.batch_size})")
+    val_dataset = None
+    if config.val.every:
+        val_dataset = SegmentationDataset(config.val.data_dir or cfg_data.data_dir, config.val.data_list,
+                                          rgb=cfg_data.rgb)
+
+    # Model: starting weights, then synchronised BN, then the optimizer over the final parameters.
+    model = build_model(cfg_model.arch, cfg_model.num_classes)
+    model.rgb = cfg_data.rgb
+    for module in model.dsn.modules():
+        if isinstance(module, nn.Dropout2d):
+            module.p = cfg_model.aux_dropout
+    if cfg_model.restore_from and resume_from is None:
+        say(restore_weights(model, cfg_model.restore_from))
+    if env.distributed:
+        model = distributed.sync_batchnorm(model, env.device)
+    model.to(env.device)
+    if cfg_train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg_train.lr, cfg_train.momentum, cfg_train.weight_decay,
+                                cfg_train.decay_norm_and_bias)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=cfg_train.amp == "fp16")
+
+    start, best_miou, saved_rng = 0, None, None
+    if resume_from is not None:
+        state = ckpt.load_checkpoint(resume_from)
+        if (state["arch"], state["num_classes"]) != (cfg_model.arch, cfg_model.num_classes):
+            raise DgcnetError(f"{resume_from}: a {state['arch']} checkpoint with {state['num_classes']} classes, "
+                              f"but the config says {cfg_model.arch} with {cfg_model.num_classes}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        start, best_miou, saved_rng = state["iteration"], state.get("best_miou"), state["rng"]
+        say(f"resumed from {resume_from} at iteration {start}")
+
+    net: nn.Module = model
+    if env.distributed:
+        net = DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None,
+                                      broadcast_buffers=False)  # SyncBN keeps the buffers equal
+    if cfg_train.compile:
+        net = torch.compile(net)
+    if env.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_stale_temporaries(run_dir)
+        save_config(config, run_dir / "config.yaml")
+    total = cfg_train.num_steps
+    params = sum(p.numel() for p in model.parameters())
+    say(f"training {cfg_model.arch} ({params:,} parameters) on {len(dataset)} images, {env.world_size} "
+        f"process(es) x batch {cfg_train.batch_size} on {env.device}, iterations {start}..{total}, "
+        f"run folder {run_dir}")
+    metrics = _MetricsLog(run_dir, start, env.is_main)
+
+    def save(iteration: int, path: Path | None = None) -> Path:
+        rngs = distributed.gather_objects(ckpt.rng_state(), env)
+        path = path or ckpt.checkpoint_path(run_dir, iteration)
+        if env.is_main:
+            ckpt.save_checkpoint({
+                "format": ckpt.FORMAT, "model": model.state_dict(), "arch": model.arch,
+                "num_classes": model.num_classes, "class_names": list(model.class_names), "rgb": model.rgb,
+                "config": config_to_dict(config), "iteration": iteration, "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                "rng": {"world_size": env.world_size, "ranks": rngs}, "best_miou": best_miou,
+            }, path)
+            if path.name != ckpt.BEST_NAME:
+                ckpt.prune_checkpoints(run_dir, cfg_run.keep)
+        return path
+
+    def log(record: dict[str, Any]) -> None:
+        metrics.write(record)
+        if on_log is not None and env.is_main:
+            on_log(record)
+
+    if saved_rng is not None:  # last, after everything that draws random numbers while setting up
+        if saved_rng["world_size"] == env.world_size:
+            ckpt.set_rng_state(saved_rng["ranks"][env.rank])
+        else:
+            say(f"note: the checkpoint was written by {saved_rng['world_size']} processes, this run has "
+                f"{env.world_size}: random streams (dropout) restart from the seed")
+
+    amp_dtype = AMP_DTYPES[cfg_train.amp]
+    buffers = list(model.buffers())
+    buffers_before_step = [b.clone() for b in buffers]
+    batches = _batches(dataset, sampler, cfg_train.batch_size, cfg_data.workers, env.device.type == "cuda", start)
+    bar = tqdm(total=total, initial=start, unit="it", file=sys.stderr, dynamic_ncols=True,
+               disable=not (env.is_main and sys.stderr.isatty()))
+    last_checkpoint = resume_from
+    loss_sum, loss_steps, skipped, nonfinite_in_row, final_loss = 0.0, 0, 0, 0, None
+    interval_start, interval_first = time.perf_counter(), start
+    net.train()
+    try:
+        for iteration in range(start, total):
+            epoch, images, labels = next(batches)
+            images = images.to(env.device, non_blocking=True)
+            if cfg_train.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = labels.to(env.device, non_blocking=True)
+            lr = poly_lr(cfg_train.lr, iteration, total, cfg_train.poly_power)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            for saved, buffer in zip(buffers_before_step, buffers):
+                saved.copy_(buffer)
+
+            with torch.autocast(env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                outputs = net(images)
+            loss = dgcnet_loss(outputs, labels, ohem_thresh=config.loss.ohem_thresh,
+                               ohem_min_kept=config.loss.ohem_min_kept, aux_weight=config.loss.aux_weight)
+            optimizer.zero_grad(set_to_none=True)
+            # Every process takes the same decision, so DDP's collectives stay in step.
+            finite = distributed.all_true(bool(torch.isfinite(loss.detach())), env)
+            if finite:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+                if scaler.is_enabled():  # fp16: the scaler skips overflowing steps and lowers its scale
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:  # gradients are already averaged, so every process sees the same norm
+                    finite = bool(torch.isfinite(grad_norm))
+                    if finite:
+                        optimizer.step()
+            if finite:
+                nonfinite_in_row = 0
+                loss_sum += loss.item()
+                loss_steps += 1
+            else:
+                # Forward already moved the BN running statistics towards the bad batch: undo that.
+                for saved, buffer in zip(buffers_before_step, buffers):
+                    buffer.copy_(saved)
+                optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                nonfinite_in_row += 1
+                if nonfinite_in_row >= cfg_train.max_nonfinite_steps:
+                    raise DgcnetError(
+                        f"{nonfinite_in_row} non-finite losses or gradients in a row (last at iteration "
+                        f"{iteration + 1}); stopped. Last checkpoint: {last_checkpoint or 'none'}. "
+                        f"Try a lower train.lr, --amp off, or check the data and starting weights")
+            done = iteration + 1
+            bar.update(1)
+
+            if done % cfg_run.log_every == 0 or done == total:
+                mean_loss = distributed.mean_over_processes(loss_sum / loss_steps if loss_steps else 0.0, env)
+                step_time = (time.perf_counter() - interval_start) / (done - interval_first)
+                final_loss = mean_loss if loss_steps else None
+                record = {"iteration": done, "epoch": epoch, "loss": final_loss, "lr": lr,
+                          "time_per_step": step_time, "skipped_steps": skipped}
+                if finite:
+                    record["grad_norm"] = float(grad_norm)
+                loss_text = f"{final_loss:.6f}" if final_loss is not None else "nan (all skipped)"
+                line = f"iter = {done} of {total} completed, loss = {loss_text}, lr={lr:.6g}, time={step_time:.3f}seconds"
+                if env.is_main:
+                    bar.write(line, file=sys.stdout)
+                    sys.stdout.flush()
+                log(record)
+                loss_sum, loss_steps, interval_first = 0.0, 0, done
+                interval_start = time.perf_counter()
+
+            if done % cfg_run.save_every == 0 or done == total:
+                last_checkpoint = save(done)
+
+            if val_dataset is not None and (done % config.val.every == 0 or done == total):
+                miou = _validate(model, config, val_dataset, env.device) if env.is_main else None
+                miou = distributed.gather_objects(miou, env)[0]  # every process learns the result
+                improved = best_miou is None or miou > best_miou
+                best_miou = miou if improved else best_miou
+                say(f"validation at iteration {done}: mIoU = {miou:.4f} (best {best_miou:.4f})")
+                log({"iteration": done, "val_miou": miou, "best_miou": best_miou})
+                if improved:
+                    save(done, run_dir / ckpt.BEST_NAME)
+                net.train()
+                interval_start = time.perf_counter()
+    finally:
+        bar.close()
+        batches.close()
+        metrics.close()
+
+    final = ckpt.checkpoint_path(run_dir, total)
+    say(f"done: {total} iterations, {skipped} skipped, final checkpoint {final}")
+    return TrainResult(run_dir, final, total, final_loss, skipped, best_miou, metrics.path)
