@@ -17,6 +17,7 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -197,9 +198,11 @@ def _read_safetensors(path: Path) -> Weights:
         raise DgcnetError(f"{path}: dgcnet safetensors file with bad metadata ({error})") from None
 
 
-def _read_mindspore(path: Path) -> Weights:
-    weights = Weights({}, "mindspore")
-    for tag, value in mindspore.read_checkpoint(path).items():
+def from_mindspore_names(entries: Mapping[str, torch.Tensor | str], source: str = "mindspore") -> Weights:
+    """Network parameters of a MindSpore checkpoint under PyTorch names (``net.`` stripped, BN
+    names mapped); optimizer state and scalars counted as skipped."""
+    weights = Weights({}, source)
+    for tag, value in entries.items():
         if tag.startswith(_MS_OPTIMIZER_PREFIXES):
             weights.skipped["optimizer state"] += 1
         elif isinstance(value, str) or "." not in tag:  # global_step, scale_sense, momentum, ...
@@ -208,6 +211,11 @@ def _read_mindspore(path: Path) -> Weights:
             name = tag[len("net."):] if tag.startswith("net.") else tag
             module, _, leaf = name.rpartition(".")
             weights.tensors[f"{module}.{_BN_FROM_MS.get(leaf, leaf)}"] = value
+    return weights
+
+
+def _read_mindspore(path: Path) -> Weights:
+    weights = from_mindspore_names(mindspore.read_checkpoint(path))
     if not weights.tensors:
         raise DgcnetError(f"{path}: MindSpore checkpoint without network parameters")
     return weights
