@@ -1,0 +1,210 @@
+"""Time training steps or inference passes of a model and relate them to its FLOP count."""
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from dgcnet.engine.fast import optimize_for_inference
+from dgcnet.errors import DgcnetError
+from dgcnet.losses import dgcnet_loss
+from dgcnet.models import build_model
+from dgcnet.models.complexity import count_flops
+
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Dense (no sparsity) datasheet peaks in TFLOP/s: (bf16, fp16, tf32, fp32). Matched against
+# torch.cuda.get_device_name() in this order, so the more specific names come first.
+GPU_PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("H200", {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),
+    ("H100 PCIe", {"bf16": 756.5, "fp16": 756.5, "tf32": 378.0, "fp32": 51.2}),
+    ("H100 NVL", {"bf16": 835.5, "fp16": 835.5, "tf32": 417.5, "fp32": 60.0}),
+    ("H100", {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),
+    ("A100", {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5}),
+    ("V100", {"fp16": 125.0, "fp32": 15.7}),
+)
+
+
+@dataclass
+class BenchmarkResult:
+    arch: str
+    size: tuple[int, int]
+    mode: str
+    batch: int
+    device: str
+    device_name: str
+    amp: str
+    channels_last: bool
+    compile: bool
+    warmup: int
+    iters: int
+    first_step_s: float          # the first warm-up step alone (includes compilation)
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    images_per_s: float
+    peak_memory_mb: float        # CUDA: max allocated; CPU: peak resident set of the process
+    flops_per_step: int
+    achieved_tflops: float
+    peak_tflops: float | None
+    peak_share: float | None     # achieved / peak, 0..1
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return _cpu_model_name()
+
+
+def _cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "cpu"
+
+
+def known_peak_tflops(name: str, amp: str) -> float | None:
+    """Datasheet dense peak of a known GPU for the precision the convolutions run in."""
+    if amp == "off":
+        # cuDNN runs fp32 convolutions on the TF32 tensor cores unless that is switched off.
+        precision = "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+    else:
+        precision = amp
+    for key, peaks in GPU_PEAK_TFLOPS:
+        if key.lower() in name.lower():
+            return peaks.get(precision, peaks.get("fp32"))
+    return None
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # ru_maxrss is in KiB on Linux and in bytes on macOS.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def time_steps(step: Callable[[], object], device: torch.device, warmup: int, iters: int) -> tuple[float, list[float]]:
+    """Run ``step`` warmup + iters times; return the first step's seconds and the timed steps' ms."""
+    times = []
+    first = 0.0
+    for i in range(warmup + iters):
+        _synchronize(device)
+        start = time.perf_counter()
+        step()
+        _synchronize(device)
+        elapsed = time.perf_counter() - start
+        if i == 0:
+            first = elapsed
+        if i >= warmup:
+            times.append(elapsed * 1000)
+    return first, times
+
+
+def _train_step(model: nn.Module, num_classes: int, batch: int, size: tuple[int, int], device: torch.device,
+                amp: str, channels_last: bool) -> Callable[[], None]:
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
+    generator = torch.Generator(device).manual_seed(0)
+    images = torch.randn(batch, 3, *size, device=device, generator=generator)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, num_classes, (batch, *size), device=device, generator=generator)
+    dtype = AMP_DTYPES[amp]
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
+            loss = dgcnet_loss(model(images), labels)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+
+    return step
+
+
+def _infer_step(model: nn.Module, batch: int, size: tuple[int, int], device: torch.device,
+                amp: str) -> Callable[[], None]:
+    images = torch.randn(batch, 3, *size, device=device, generator=torch.Generator(device).manual_seed(0))
+    dtype = AMP_DTYPES[amp]
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
+            model(images)
+
+    return step
+
+
+def benchmark(arch: str = "dgcnet_r101", size: tuple[int, int] = (832, 832), mode: str = "infer",
+              batch: int = 1, device: str = "cpu", amp: str = "off", channels_last: bool = False,
+              compile: bool = False, warmup: int = 3, iters: int = 10, peak_tflops: float | None = None,
+              num_classes: int = 19, model: nn.Module | None = None) -> BenchmarkResult:
+    """Time ``iters`` steps after ``warmup`` steps of a model with random weights (or ``model``).
+
+    mode "train": forward + the recipe's loss (OHEM CE + 0.4 x aux CE) + backward + SGD step (autocast for bf16/fp16, a gradient scaler
+    for fp16). mode "infer": the fast inference path (``optimize_for_inference``: BatchNorm folded,
+    no autograd; channels-last and compile as asked).
+    """
+    if mode not in ("train", "infer"):
+        raise DgcnetError(f"mode must be 'train' or 'infer', got {mode!r}")
+    if amp not in AMP_DTYPES:
+        raise DgcnetError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
+    if batch < 1 or iters < 1 or warmup < 0:
+        raise DgcnetError("batch and iters must be at least 1 and warmup at least 0")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DgcnetError("--device cuda asked for, but CUDA is not available")
+
+    # Count FLOPs on the meta device: shapes only, nothing computed.
+    with torch.device("meta"):
+        meta_model = build_model(arch, num_classes)
+    flops = count_flops(meta_model, size, batch, train=mode == "train")
+
+    if model is None:
+        model = build_model(arch, num_classes)
+    model = model.to(dev)
+    if mode == "train":
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        runner = torch.compile(model) if compile else model
+        step = _train_step(runner, model.num_classes, batch, size, dev, amp, channels_last)
+    else:
+        fast = optimize_for_inference(model, channels_last=channels_last, compile=compile)
+        step = _infer_step(fast, batch, size, dev, amp)
+
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    first, times = time_steps(step, dev, warmup, iters)
+    median = statistics.median(times)
+    name = device_name(dev)
+    achieved = flops / (median / 1000) / 1e12
+    if peak_tflops is None and dev.type == "cuda":
+        peak_tflops = known_peak_tflops(name, amp)
+    return BenchmarkResult(
+        arch=arch, size=tuple(size), mode=mode, batch=batch, device=dev.type, device_name=name, amp=amp,
+        channels_last=channels_last, compile=compile, warmup=warmup, iters=iters, first_step_s=first,
+        median_ms=median, min_ms=min(times), max_ms=max(times), images_per_s=batch * 1000 / median,
+        peak_memory_mb=_peak_memory_mb(dev), flops_per_step=flops, achieved_tflops=achieved,
+        peak_tflops=peak_tflops, peak_share=achieved / peak_tflops if peak_tflops else None,
+    )
