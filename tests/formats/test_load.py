@@ -1,0 +1,107 @@
+"""load_model from every format, torch.hub from a local clone, and refusing pickles that run code."""
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+import dgcnet
+from dgcnet.cli import main
+from dgcnet.errors import DgcnetError
+from dgcnet.formats.convert import convert, write_weights
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory, r18_state) -> Path:
+    path = tmp_path_factory.mktemp("released") / "r18.safetensors"
+    names = tuple(f"thing{i}" for i in range(19))
+    write_weights(r18_state, path, "dgcnet", arch="dgcnet_r18", num_classes=19, class_names=names, rgb=False)
+    return path
+
+
+def _assert_same_weights(model, state, counters_kept=True):
+    loaded = model.state_dict()
+    assert list(loaded) == list(state)
+    for name, value in state.items():
+        if name.endswith("num_batches_tracked") and not counters_kept:
+            continue
+        assert torch.equal(loaded[name], value), name
+
+
+def test_released_file_alone_gives_the_model(released, r18_state):
+    model = dgcnet.load_model(released)
+    assert model.arch == "dgcnet_r18" and not model.training
+    assert model.class_names == tuple(f"thing{i}" for i in range(19)) and model.rgb is False
+    _assert_same_weights(model, r18_state)
+
+
+@pytest.mark.parametrize("to", ["pth", "mindspore"])
+def test_other_formats_load(tmp_path, r18_pth, r18_state, to):
+    path = tmp_path / f"w.{to}"
+    convert(r18_pth, path, to, prefix="net." if to == "mindspore" else "")
+    model = dgcnet.load_model(str(path))
+    assert model.arch == "dgcnet_r18" and not model.training and model.rgb is True
+    _assert_same_weights(model, r18_state, counters_kept=to == "pth")
+
+
+def test_arch_name_gives_random_weights_with_a_warning():
+    with pytest.warns(UserWarning, match="random weights"):
+        model = dgcnet.load_model("dgcnet_r18", num_classes=5)
+    assert model.num_classes == 5 and not model.training
+
+
+def test_wrong_num_classes_and_missing_file(released, tmp_path):
+    with pytest.raises(DgcnetError, match="has 19 classes, not 5"):
+        dgcnet.load_model(released, num_classes=5)
+    with pytest.raises(DgcnetError, match="no such file"):
+        dgcnet.load_model(tmp_path / "nothing.safetensors")
+
+
+def test_backbone_only_loads_with_random_heads(tmp_path, r18_state):
+    backbone = {k: v for k, v in r18_state.items() if not k.startswith(("head.", "dsn."))}
+    path = tmp_path / "backbone.pth"
+    torch.save(backbone, path)
+    with pytest.warns(UserWarning, match=r"head\.\* \(\d+\), dsn\.\* \(9\) not in the file"):
+        model = dgcnet.load_model(path, num_classes=4)
+    assert model.num_classes == 4
+    assert torch.equal(model.state_dict()["layer4.1.conv2.weight"], r18_state["layer4.1.conv2.weight"])
+
+
+def test_torch_hub_local_clone(released, r18_state):
+    model = torch.hub.load(str(REPO), "dgcnet_r18", source="local", weights=str(released))
+    assert not model.training and model.class_names[0] == "thing0"
+    _assert_same_weights(model, r18_state)
+    hubconf = torch.hub._import_module("hubconf", str(REPO / "hubconf.py"))
+    assert all(callable(getattr(hubconf, arch)) for arch in dgcnet.list_models())
+    with pytest.raises(DgcnetError, match="holds dgcnet_r18 weights, not dgcnet_r34"):
+        torch.hub.load(str(REPO), "dgcnet_r34", source="local", weights=str(released))
+
+
+class _Payload:
+    """Unpickling this creates the marker file: the code that a safe loader must never run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+@pytest.mark.parametrize("container", ["torch-zip", "raw-pickle"])
+def test_pickle_that_runs_code_is_refused(tmp_path, capsys, container):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    payload = {"conv1.0.weight": torch.zeros(1), "x": _Payload(marker)}
+    if container == "torch-zip":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(DgcnetError, match="refused: the pickle holds more than tensors"):
+        dgcnet.load_model(path)
+    assert main(["convert", str(path), str(tmp_path / "out.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refused" in err
+    assert not marker.exists()
+    assert not (tmp_path / "out.safetensors").exists()
