@@ -338,7 +338,7 @@ def release_metadata(arch: str, num_classes: int, class_names: tuple[str, ...], 
     ``(pixel - mean) / std`` per channel, channels RGB when ``rgb`` is true, else BGR.
     """
     if rgb:
-        mean, std = [m * 255.0 for m in IMAGENET_MEAN], [s * 255.0 for s in IMAGENET_STD]
+        mean, std = [round(m * 255.0, 6) for m in IMAGENET_MEAN], [round(s * 255.0, 6) for s in IMAGENET_STD]
     else:
         mean, std = list(BGR_MEAN), [1.0, 1.0, 1.0]
     return {"format": RELEASE_FORMAT, "arch": arch, "num_classes": str(num_classes),

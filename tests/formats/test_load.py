@@ -1,14 +1,17 @@
 """load_model from every format, torch.hub from a local clone, and refusing pickles that run code."""
+import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import dgcnet
 from dgcnet.cli import main
 from dgcnet.errors import DgcnetError
-from dgcnet.formats.convert import convert, write_weights
+from dgcnet.data.transforms import normalize
+from dgcnet.formats.convert import convert, release_metadata, write_weights
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,3 +108,13 @@ def test_pickle_that_runs_code_is_refused(tmp_path, capsys, container):
     assert err.count("\n") == 1 and "refused" in err
     assert not marker.exists()
     assert not (tmp_path / "out.safetensors").exists()
+
+
+@pytest.mark.parametrize("rgb", [True, False])
+def test_metadata_describes_the_normalisation(tmp_path, rgb):
+    metadata = release_metadata("dgcnet_r18", 19, tuple(str(i) for i in range(19)), rgb)
+    image = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    pixels = image[:, :, ::-1] if metadata["channels"] == "BGR" else image
+    mean, std = np.array(json.loads(metadata["mean"])), np.array(json.loads(metadata["std"]))
+    expected = ((pixels - mean) / std).transpose(2, 0, 1)
+    assert np.allclose(normalize(image, rgb).numpy(), expected, rtol=0, atol=1e-4)
