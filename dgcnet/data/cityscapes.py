@@ -25,22 +25,31 @@ class Sample:
         return f"{self.list_path}:{self.line}"
 
 
-def read_list(list_path: str | Path, data_dir: str | Path, require_labels: bool = False) -> list[Sample]:
-    """Parse a data list; one or two columns separated by a tab or spaces. Blank lines are skipped."""
-    list_path, data_dir = Path(list_path), Path(data_dir)
+def parse_list(list_path: str | Path) -> list[tuple[int, list[str]]]:
+    """(line number, columns) of each non-blank line; columns are split on tabs or spaces."""
+    list_path = Path(list_path)
     try:
-        lines = list_path.read_text().splitlines()
-    except OSError as error:
-        raise DgcnetError(f"{list_path}: cannot read data list ({error.strerror})") from None
+        text = list_path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise DgcnetError(f"{list_path}: cannot read data list ({reason})") from None
+    return [(number, line.split()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def read_list(list_path: str | Path, data_dir: str | Path, require_labels: bool = False) -> list[Sample]:
+    """Parse a data list: ``image<TAB>label`` or ``image`` a line, paths relative to data_dir.
+
+    Tabs and runs of spaces both separate columns (the authors' train.txt mixes them); blank
+    lines are skipped. Errors read ``LIST:LINE: PATH: what is wrong``.
+    """
+    list_path, data_dir = Path(list_path), Path(data_dir)
     samples = []
-    for number, line in enumerate(lines, start=1):
-        columns = line.split()
-        if not columns:
-            continue
+    for number, columns in parse_list(list_path):
+        where = f"{list_path}:{number}: {data_dir / columns[0]}"
         if len(columns) > 2:
-            raise DgcnetError(f"{list_path}:{number}: expected 'image[<TAB>label]', got {len(columns)} columns")
+            raise DgcnetError(f"{where}: expected 'image<TAB>label' or 'image', got {len(columns)} columns")
         if require_labels and len(columns) < 2:
-            raise DgcnetError(f"{list_path}:{number}: no label column, but this list needs labels")
+            raise DgcnetError(f"{where}: no label column, but this list needs labels")
         label = data_dir / columns[1] if len(columns) == 2 else None
         samples.append(Sample(data_dir / columns[0], label, list_path, number))
     if not samples:

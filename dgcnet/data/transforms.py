@@ -27,7 +27,7 @@ def read_image(path: str | Path) -> np.ndarray:
                 array = np.asarray(img, dtype=np.float64)
                 array = np.clip(array / max(array.max(), 1) * 255.0, 0, 255).astype(np.uint8)
                 return np.repeat(array[:, :, None], 3, axis=2)
-            return np.asarray(img.convert("RGB"))
+            return np.array(img if img.mode == "RGB" else img.convert("RGB"))
     except FileNotFoundError:
         raise DgcnetError(f"{path}: no such file") from None
     except (OSError, ValueError, Image.DecompressionBombError) as error:
@@ -41,7 +41,7 @@ def read_label(path: str | Path) -> np.ndarray:
             img.load()
             if img.mode not in ("L", "P"):
                 raise DgcnetError(f"{path}: label must be a single-channel 8-bit image, got mode {img.mode}")
-            return np.asarray(img)
+            return np.array(img)
     except FileNotFoundError:
         raise DgcnetError(f"{path}: no such file") from None
     except (OSError, ValueError) as error:
@@ -50,17 +50,44 @@ def read_label(path: str | Path) -> np.ndarray:
 
 def normalize(image: np.ndarray, rgb: bool = True) -> torch.Tensor:
     """HxWx3 uint8 RGB -> 3xHxW float32, as the recipe normalises (rgb=True) or Caffe-style (rgb=False)."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    return _normalize_chw(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float(), rgb)
+
+
+def _normalize_chw(x: torch.Tensor, rgb: bool) -> torch.Tensor:
+    """3xHxW float RGB on the 0..255 scale -> the network's input."""
     if rgb:
         mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255.0
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255.0
-        return (x - mean) / std
+        return torch.addcmul(-mean / std, x, 1.0 / std)  # (x - mean) / std in one pass
     return x.flip(0) - torch.tensor(BGR_MEAN).view(3, 1, 1)
+
+
+def _linear_taps(size: int, out_size: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices and weights of output positions start..stop-1 when resizing size -> out_size
+    bilinearly with align_corners=False and no antialiasing (F.interpolate's, and cv2's, sampling)."""
+    scale = size / out_size
+    src = ((torch.arange(start, stop, dtype=torch.float64) + 0.5) * scale - 0.5).clamp_(min=0)
+    low = src.floor().long().clamp_(max=size - 1)
+    high = (low + 1).clamp_(max=size - 1)
+    return low, high, (src - low).float()
+
+
+def _nearest_taps(size: int, out_size: int, start: int, stop: int) -> torch.Tensor:
+    """Source indices of output positions start..stop-1 of a nearest resize, computed by
+    F.interpolate itself so they match it exactly."""
+    index = torch.arange(size, dtype=torch.float32).view(1, 1, size)
+    return F.interpolate(index, size=out_size, mode="nearest")[0, 0, start:stop].long()
 
 
 @dataclass(frozen=True)
 class TrainAugment:
-    """Random scale 0.7 + k/10 (k in 0..14), pad bottom/right, random crop, horizontal flip."""
+    """Random scale 0.7 + k/10 (k in 0..14), pad bottom/right, random crop, horizontal flip.
+
+    Scaling is bilinear for the image (no antialiasing, as cv2's INTER_LINEAR) and nearest for
+    the label; padding is 0 for the normalised image and ignore for the label. Only the pixels
+    inside the crop are resized and normalised, with the same sampling and the same random draws
+    as resizing the whole image first; the result equals resize -> normalise -> pad -> crop.
+    """
 
     crop_size: tuple[int, int] = (832, 832)
     scale: bool = True
@@ -69,23 +96,37 @@ class TrainAugment:
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = normalize(image, self.rgb)
-        y = torch.from_numpy(np.ascontiguousarray(label)).long()
-        if self.scale:
-            f = 0.7 + int(rng.integers(0, 15)) / 10.0
-            h, w = int(x.shape[1] * f + 0.5), int(x.shape[2] * f + 0.5)
-            # Bilinear without antialiasing for the image (as cv2's INTER_LINEAR), nearest for the label.
-            x = F.interpolate(x[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-            y = F.interpolate(y[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
+        height, width = label.shape
+        f = 0.7 + int(rng.integers(0, 15)) / 10.0 if self.scale else 1.0
+        h, w = (int(height * f + 0.5), int(width * f + 0.5)) if self.scale else (height, width)
         ch, cw = self.crop_size
-        pad_h, pad_w = max(ch - x.shape[1], 0), max(cw - x.shape[2], 0)
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), value=0.0)
-            y = F.pad(y, (0, pad_w, 0, pad_h), value=IGNORE_INDEX)
-        top = int(rng.integers(0, x.shape[1] - ch + 1))
-        left = int(rng.integers(0, x.shape[2] - cw + 1))
-        x = x[:, top:top + ch, left:left + cw]
-        y = y[top:top + ch, left:left + cw]
-        if self.mirror and rng.random() < 0.5:
+        top = int(rng.integers(0, max(h, ch) - ch + 1))
+        left = int(rng.integers(0, max(w, cw) - cw + 1))
+        flip = self.mirror and rng.random() < 0.5
+        # The crop window inside the resized image; the rest of the crop is padding.
+        bottom, right = min(top + ch, h), min(left + cw, w)
+        x = torch.zeros(3, ch, cw)
+        y = torch.full((ch, cw), IGNORE_INDEX, dtype=torch.long)
+        src = torch.from_numpy(image)
+        if (h, w) == (height, width):
+            patch = src[top:bottom, left:right].permute(2, 0, 1).float()
+            y[: bottom - top, : right - left] = torch.from_numpy(label[top:bottom, left:right].astype(np.int64))
+        else:
+            y0, y1, wy = _linear_taps(height, h, top, bottom)
+            x0, x1, wx = _linear_taps(width, w, left, right)
+            # Gather the four neighbours of each output pixel as uint8 (rows, then columns, from
+            # the part of the image the crop needs), then blend in float.
+            first, last = int(x0[0]), int(x1[-1]) + 1
+            region = src[:, first:last]
+            x0, x1 = x0 - first, x1 - first
+            rows0, rows1 = region.index_select(0, y0), region.index_select(0, y1)
+            wy, wx = wy.view(-1, 1, 1), wx.view(1, -1, 1)
+            upper = torch.lerp(rows0.index_select(1, x0).float(), rows0.index_select(1, x1).float(), wx)
+            lower = torch.lerp(rows1.index_select(1, x0).float(), rows1.index_select(1, x1).float(), wx)
+            patch = torch.lerp(upper, lower, wy).permute(2, 0, 1)
+            ny, nx = _nearest_taps(height, h, top, bottom), _nearest_taps(width, w, left, right)
+            y[: bottom - top, : right - left] = torch.from_numpy(label).index_select(0, ny).index_select(1, nx)
+        x[:, : bottom - top, : right - left] = _normalize_chw(patch, self.rgb)
+        if flip:
             x, y = x.flip(2), y.flip(1)
         return x.contiguous(), y.contiguous()

@@ -1,0 +1,87 @@
+"""`dgcnet synth`, `dgcnet lists`, `dgcnet check-data`: make and check datasets."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from dgcnet.cli.common import image_size
+from dgcnet.data.check import check_list
+from dgcnet.data.classes import load_class_file
+from dgcnet.data.labels import CITYSCAPES
+from dgcnet.data.lists import write_lists
+from dgcnet.data.synth import write_synth
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0, got {text}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "synth", help="write a synthetic Cityscapes dataset",
+        description="Write synthetic street scenes with all 19 Cityscapes classes in the exact "
+                    "Cityscapes layout (leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png, "
+                    "gtFine/.../*_gtFine_labelIds.png with real label ids, void ids included) and its "
+                    "data lists (train.txt, val.txt, test.txt, trainval.txt). The same seed gives "
+                    "byte-identical files.")
+    p.add_argument("--out", type=Path, required=True, help="output folder (must not hold a dataset yet)")
+    p.add_argument("--train", type=_count, default=40, help="training images (default: 40)")
+    p.add_argument("--val", type=_count, default=10, help="validation images (default: 10)")
+    p.add_argument("--test", type=_count, default=0, help="test images, listed without labels (default: 0)")
+    p.add_argument("--size", type=image_size, default=(128, 256),
+                   help="image size HxW (default: 128x256; 1024x2048 is the real Cityscapes size)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.set_defaults(run=run_synth)
+
+    p = subparsers.add_parser(
+        "lists", help="write data lists for a Cityscapes tree",
+        description="Scan leftImg8bit/{train,val,test}/<city>/ of a Cityscapes tree and write "
+                    "train.txt, val.txt, test.txt and trainval.txt in the authors' format and order: "
+                    "'image<TAB>label' per line (test.txt: image only), sorted by image path.")
+    p.add_argument("--data-dir", type=Path, required=True, help="the Cityscapes root folder")
+    p.add_argument("--out", type=Path, required=True, help="folder to write the lists into")
+    p.set_defaults(run=run_lists)
+
+    p = subparsers.add_parser(
+        "check-data", help="check every file of a data list",
+        description="Check every line of a data list: missing files, unreadable or truncated images, "
+                    "labels that are not single-channel 8-bit, image/label size mismatches, label ids "
+                    "outside the known set, wrong column counts, duplicate lines. Prints each problem as "
+                    "LIST:LINE: PATH: what is wrong, then a summary; exits 1 if there is any problem.")
+    p.add_argument("--data-dir", type=Path, required=True, help="folder the list's paths are relative to")
+    p.add_argument("--data-list", type=Path, required=True, help="the data list to check")
+    p.add_argument("--classes", type=Path,
+                   help="class file (YAML or JSON) giving the valid label ids (default: Cityscapes label ids)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="parallel file checks (default: number of CPUs, at most 8)")
+    p.set_defaults(run=run_check_data)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    write_synth(args.out, train=args.train, val=args.val, test=args.test, size=args.size, seed=args.seed,
+                progress=sys.stderr.isatty())
+    h, w = args.size
+    print(f"wrote {args.train} train, {args.val} val, {args.test} test images ({h}x{w}) and their lists "
+          f"to {args.out}")
+    return 0
+
+
+def run_lists(args: argparse.Namespace) -> int:
+    for name, count in write_lists(args.data_dir, args.out).items():
+        print(f"{args.out / name}: {count} lines")
+    return 0
+
+
+def run_check_data(args: argparse.Namespace) -> int:
+    classes = load_class_file(args.classes) if args.classes else CITYSCAPES
+    result = check_list(args.data_dir, args.data_list, classes=classes, workers=args.workers,
+                        progress=sys.stderr.isatty())
+    for problem in result.problems:
+        print(problem)
+    print(result.summary())
+    return 0 if result.ok else 1

@@ -1,0 +1,62 @@
+"""Data lists from a Cityscapes tree, in the authors' format and order.
+
+The authors' lists (train.txt, val.txt, test.txt, trainval.txt) hold one sample a line,
+``leftImg8bit/<split>/<city>/<name>_leftImg8bit.png<TAB>gtFine/<split>/<city>/<name>_gtFine_labelIds.png``,
+sorted by the image path as a plain string; test.txt has the image column only, and
+trainval.txt is train.txt followed by val.txt. Every file ends with a newline.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dgcnet.errors import DgcnetError
+
+IMAGE_SUFFIX = "_leftImg8bit.png"
+LABEL_SUFFIX = "_gtFine_labelIds.png"
+
+
+def split_lines(data_dir: str | Path, split: str, with_labels: bool) -> list[str]:
+    """List lines for every ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` in the tree, sorted."""
+    data_dir = Path(data_dir)
+    images = sorted(p.relative_to(data_dir).as_posix()
+                    for p in (data_dir / "leftImg8bit" / split).glob(f"*/*{IMAGE_SUFFIX}"))
+    if not with_labels:
+        return images
+    lines = []
+    for image in images:
+        label = "gtFine" + image[len("leftImg8bit"):-len(IMAGE_SUFFIX)] + LABEL_SUFFIX
+        if not (data_dir / label).is_file():
+            raise DgcnetError(f"{data_dir / image}: its label {data_dir / label} is missing")
+        lines.append(f"{image}\t{label}")
+    return lines
+
+
+def make_lists(data_dir: str | Path) -> dict[str, list[str]]:
+    """{list file name: lines} for the splits present in the tree (train, val, test, trainval)."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "leftImg8bit").is_dir():
+        raise DgcnetError(f"{data_dir}: no leftImg8bit folder; is this a Cityscapes tree?")
+    lists: dict[str, list[str]] = {}
+    for split in ("train", "val", "test"):
+        lines = split_lines(data_dir, split, with_labels=split != "test")
+        if lines:
+            lists[f"{split}.txt"] = lines
+    if "train.txt" in lists and "val.txt" in lists:
+        lists["trainval.txt"] = lists["train.txt"] + lists["val.txt"]
+    if not lists:
+        raise DgcnetError(f"{data_dir}: no images under leftImg8bit/{{train,val,test}}/<city>/")
+    return lists
+
+
+def write_lists(data_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
+    """Write the lists of a Cityscapes tree into out_dir; returns {file name: number of lines}."""
+    lists = make_lists(data_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, lines in lists.items():
+        # Write to a temporary file first so an interrupted run never leaves half a list.
+        tmp = out_dir / f".{name}.tmp"
+        tmp.write_text("".join(line + "\n" for line in lines))
+        os.replace(tmp, out_dir / name)
+    return {name: len(lines) for name, lines in lists.items()}
