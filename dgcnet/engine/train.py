@@ -252,6 +252,8 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     optimizer = build_optimizer(model, cfg_train.lr, cfg_train.momentum, cfg_train.weight_decay,
                                 cfg_train.decay_norm_and_bias)
     scaler = torch.amp.GradScaler(env.device.type, enabled=cfg_train.amp == "fp16")
+    if cfg_train.amp == "fp16" and env.device.type == "cpu":
+        say("note: fp16 training on the CPU is very slow in PyTorch (convolution backward); bf16 is the CPU choice")
 
     start, best_miou, saved_rng = 0, None, None
     if resume_from is not None:

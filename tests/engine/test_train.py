@@ -1,0 +1,233 @@
+"""Training engine on tiny synthetic data: checkpoints, logging, starting weights, non-finite steps."""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from torch import nn
+
+import dgcnet.engine.train as train_module
+from dgcnet.config import config_to_dict, load_config
+from dgcnet.engine.checkpoint import FORMAT, save_checkpoint
+from dgcnet.engine.distributed import AllReduceBatchNorm, _convert_to_all_reduce
+from dgcnet.engine.train import build_optimizer, poly_lr, restore_weights, train
+from dgcnet.errors import DgcnetError
+from dgcnet.models import build_model
+
+# Cityscapes label ids: road, sidewalk, building, car and a void id.
+LABEL_IDS = np.array([7, 8, 11, 26, 0], dtype=np.uint8)
+
+
+def make_dataset(root: Path, n: int = 4, size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
+    """n random images with blocky labels under root; returns the list file."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        (root / "img").mkdir(parents=True, exist_ok=True)
+        (root / "lab").mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(root / f"img/{i}.png")
+        blocks = rng.integers(0, len(LABEL_IDS), (size[0] // 8 + 1, size[1] // 8 + 1))
+        label = LABEL_IDS[np.kron(blocks, np.ones((8, 8), dtype=int))[:size[0], :size[1]]]
+        Image.fromarray(label).save(root / f"lab/{i}.png")
+        lines.append(f"img/{i}.png\tlab/{i}.png")
+    (root / "train.txt").write_text("\n".join(lines) + "\n")
+    return root / "train.txt"
+
+
+def tiny_overrides(data_list: Path, save_dir: Path, steps: int = 3, **extra) -> list[str]:
+    values = {"model.arch": "dgcnet_r18", "data.data_dir": str(data_list.parent), "data.data_list": str(data_list),
+              "data.input_size": "65,65", "data.workers": 0, "train.num_steps": steps, "run.save_dir": str(save_dir),
+              "run.device": "cpu", "run.log_every": 1, "run.save_every": steps, "loss.ohem_min_kept": 1000}
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def model_state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a small shared machine oversubscribed threads make steps 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_list(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data"))
+
+
+def test_short_run_writes_checkpoints_config_metrics_and_log(data_list, tmp_path, capsys):
+    run = tmp_path / "run"
+    config = load_config(None, tiny_overrides(data_list, run, steps=3, **{"run.save_every": 1, "run.keep": 2}))
+    records = []
+    result = train(config, on_log=records.append)
+
+    assert result.run_dir == run and result.iterations == 3 and result.skipped_steps == 0
+    assert sorted(p.name for p in run.glob("checkpoint_*.pt")) == ["checkpoint_0000002.pt", "checkpoint_0000003.pt"]
+    assert result.checkpoint == run / "checkpoint_0000003.pt"
+    state = torch.load(result.checkpoint, map_location="cpu", weights_only=True)
+    assert state["format"] == FORMAT and state["iteration"] == 3 and state["arch"] == "dgcnet_r18"
+    assert state["num_classes"] == 19 and len(state["class_names"]) == 19 and state["rgb"] is True
+    assert state["config"] == config_to_dict(config) and state["scaler"] is None
+    assert set(state["rng"]["ranks"][0]) == {"torch", "cuda", "numpy", "python"}
+    assert len(state["optimizer"]["param_groups"]) == 1
+    # BN affine parameters are trained (they start at 1 and 0).
+    assert not torch.equal(state["model"]["bn1.weight"], torch.ones(128))
+    assert not torch.equal(state["model"]["head.dualgcn.bn_adj.bias"], torch.zeros(128))
+
+    assert yaml.safe_load((run / "config.yaml").read_text()) == config_to_dict(config)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines == records and [r["iteration"] for r in lines] == [1, 2, 3]
+    assert [r["lr"] for r in lines] == pytest.approx([0.01 * (1 - i / 3) ** 0.9 for i in range(3)])
+    assert all(np.isfinite(r["loss"]) and r["time_per_step"] > 0 for r in lines)
+    out = capsys.readouterr().out
+    logged = re.findall(r"^iter = (\d+) of 3 completed, loss = ([0-9.]+), lr=([0-9.e-]+), time=[0-9.]+seconds$",
+                        out, re.M)
+    assert [int(i) for i, _, _ in logged] == [1, 2, 3]
+    assert [float(loss) for _, loss, _ in logged] == pytest.approx([r["loss"] for r in lines], rel=1e-5)
+
+    # A new run into a folder holding checkpoints is refused; --resume auto at the end has nothing to do.
+    with pytest.raises(DgcnetError, match="already holds checkpoints"):
+        train(config)
+    again = train(load_config(None, tiny_overrides(data_list, run, steps=3, **{"run.resume": "auto"})))
+    assert again.checkpoint == result.checkpoint
+    assert torch.equal(model_state(result.checkpoint)["conv1.0.weight"], state["model"]["conv1.0.weight"])
+
+
+def test_bad_data_list_fails_before_training(tmp_path):
+    data_list = make_dataset(tmp_path / "data", n=2)
+    data_list.write_text(data_list.read_text() + "img/missing.png\tlab/missing.png\n")
+    with pytest.raises(DgcnetError, match=r"train.txt:3: .*missing.png: no such file"):
+        train(load_config(None, tiny_overrides(data_list, tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+
+
+def test_poly_lr_and_optimizer_groups():
+    assert poly_lr(0.01, 0, 100, 0.9) == 0.01
+    assert poly_lr(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert poly_lr(0.01, 99, 100, 0.9) == pytest.approx(0.01 * 0.01 ** 0.9)
+    plain = build_model("dgcnet_r18")
+    n_bn = sum(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in plain.modules())
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in plain.modules()) == 3
+    model = _convert_to_all_reduce(plain)
+    assert not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in model.modules())
+    assert sum(isinstance(m, AllReduceBatchNorm) for m in model.modules()) == n_bn  # the 1d ones too
+    one = build_optimizer(model, 0.01, 0.9, 5e-4)
+    live = {id(p) for p in model.parameters()}
+    assert {id(p) for g in one.param_groups for p in g["params"]} == live and len(one.param_groups) == 1
+    two = build_optimizer(model, 0.01, 0.9, 5e-4, decay_norm_and_bias=False)
+    decayed, exempt = two.param_groups
+    assert decayed["weight_decay"] == 5e-4 and exempt["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    exempt_names = {names[id(p)] for p in exempt["params"]}
+    assert "bn1.weight" in exempt_names and "head.bottleneck.3.bias" in exempt_names
+    assert "head.dualgcn.bn_adj.weight" in exempt_names and "conv1.0.weight" not in exempt_names
+
+
+def _backbone_file(tmp_path: Path, model: nn.Module) -> tuple[Path, dict]:
+    backbone = {k: v.clone() for k, v in model.state_dict().items()
+                if not k.startswith(("head.", "dsn.")) and not k.endswith("num_batches_tracked")}
+    backbone["fc.weight"], backbone["fc.bias"] = torch.randn(1000, 512), torch.randn(1000)
+    torch.save(backbone, tmp_path / "resnet18-deep.pth")
+    return tmp_path / "resnet18-deep.pth", backbone
+
+
+def test_restore_from_imagenet_backbone_full_weights_and_nothing(tmp_path):
+    torch.manual_seed(0)
+    source = build_model("dgcnet_r18")
+    path, backbone = _backbone_file(tmp_path, source)
+    target = build_model("dgcnet_r18")
+    summary = restore_weights(target, path)
+    n_backbone = len(backbone) - 2
+    assert f"loaded {n_backbone} of {len(target.state_dict())} tensors" in summary
+    assert "unexpected none" in summary and "2 ImageNet classifier (fc.*)" in summary
+    assert "head.*" in summary and "dsn.*" in summary  # reported missing
+    assert torch.equal(target.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+    assert not torch.equal(target.head.conva[0].weight, source.head.conva[0].weight)
+
+    torch.save(source.state_dict(), tmp_path / "full.pth")
+    full = build_model("dgcnet_r18")
+    assert "missing none" in restore_weights(full, tmp_path / "full.pth")
+    assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), source.state_dict().values()))
+
+    torch.save({"encoder.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(DgcnetError, match="no tensor matches dgcnet_r18"):
+        restore_weights(build_model("dgcnet_r18"), tmp_path / "other.pth")
+
+
+def test_checkpoint_with_nonfinite_weights_is_never_written(tmp_path):
+    model = build_model("dgcnet_r18")
+    state = {"format": FORMAT, "model": model.state_dict()}
+    state["model"]["head.bottleneck.3.bias"][0] = float("nan")
+    with pytest.raises(DgcnetError, match="non-finite.*head.bottleneck.3.bias"):
+        save_checkpoint(state, tmp_path / "checkpoint_0000001.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nonfinite_loss_in_a_row_stops_with_a_clear_error(data_list, tmp_path):
+    model = build_model("dgcnet_r18")
+    with torch.no_grad():
+        model.head.bottleneck[3].bias.fill_(float("nan"))
+    torch.save(model.state_dict(), tmp_path / "nan.pth")
+    overrides = {"model.restore_from": tmp_path / "nan.pth", "train.max_nonfinite_steps": 2}
+    # The skipped first step leaves the NaN weights: the checkpoint after it is refused.
+    with pytest.raises(DgcnetError, match="checkpoint_0000001.pt: not written: the weights hold non-finite"):
+        train(load_config(None, tiny_overrides(data_list, tmp_path / "run", steps=5, **overrides,
+                                               **{"run.save_every": 1})))
+    assert not list((tmp_path / "run").glob("*.pt"))
+    with pytest.raises(DgcnetError, match=r"2 non-finite losses or gradients in a row \(last at iteration 2\)"):
+        train(load_config(None, tiny_overrides(data_list, tmp_path / "run2", steps=5, **overrides)))
+
+
+def test_one_nonfinite_step_is_skipped_and_undone(data_list, tmp_path, monkeypatch):
+    # The second forward pass produces NaN inside the network: its BN statistics updates must be
+    # undone and the step skipped, so the state after iteration 2 equals the state after 1.
+    def build_with_nan_on_second_call(arch, num_classes):
+        model = build_model(arch, num_classes)
+        calls = []
+
+        def poison(module, inputs, output):
+            calls.append(1)
+            return output * float("nan") if len(calls) == 2 else output
+        model.layer4.register_forward_hook(poison)
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build_with_nan_on_second_call)
+    run = tmp_path / "run"
+    result = train(load_config(None, tiny_overrides(data_list, run, steps=3, **{"run.save_every": 1})))
+    assert result.skipped_steps == 1
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped_steps"] for r in records] == [0, 1, 1] and records[1]["loss"] is None
+    after1, after2, after3 = (torch.load(run / f"checkpoint_000000{i}.pt", weights_only=True) for i in (1, 2, 3))
+    for key, value in after1["model"].items():
+        assert torch.equal(value, after2["model"][key]), key
+    assert all(torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+               for a, b in zip(after1["optimizer"]["state"].values(), after2["optimizer"]["state"].values()))
+    assert not torch.equal(after3["model"]["head.conva.1.running_mean"], after2["model"]["head.conva.1.running_mean"])
+    assert all(torch.isfinite(v).all() for v in after3["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("amp", [
+    "bf16",
+    pytest.param("fp16", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason=(
+        "needs CUDA: PyTorch's fp16 convolution backward on the CPU takes about a second per layer")))])
+def test_mixed_precision_and_channels_last_run(data_list, tmp_path, amp):
+    device = "cuda" if amp == "fp16" else "cpu"
+    config = load_config(None, tiny_overrides(data_list, tmp_path / "run", steps=2, **{
+        "train.amp": amp, "train.channels_last": "true", "run.device": device}))
+    result = train(config)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert (state["scaler"] is not None) == (amp == "fp16")
+    if amp == "fp16":
+        assert state["scaler"]["scale"] > 0
+    losses = [json.loads(line)["loss"] for line in result.metrics_path.read_text().splitlines()]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert all(v.dtype != torch.bfloat16 and v.dtype != torch.float16 for v in state["model"].values())
