@@ -115,10 +115,10 @@ def torch_load(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()
-        reason = next((line.strip() for line in first if "GLOBAL" in line or "global" in line), "")
-        raise DgcnetError(f"{path}: refused: the pickle holds more than tensors and plain values, "
-                          f"it could run code ({reason or 'unsupported object'})") from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        what = f"it calls {found.group(1)}" if found else "unsupported object"
+        raise DgcnetError(f"{path}: refused: the pickle holds more than tensors and plain values "
+                          f"and could run code ({what}); only weights_only-loadable files are read") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError, TypeError,
             AttributeError, IndexError, OverflowError, MemoryError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -187,7 +187,7 @@ def _read_safetensors(path: Path) -> Weights:
     except (SafetensorError, ValueError, UnicodeDecodeError, TypeError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DgcnetError(f"{path}: not a valid safetensors file: {message}") from None
-    metadata = header.get("__metadata__") or {} if isinstance(header, dict) else {}
+    metadata = header.get("__metadata__") or {}
     if metadata.get("format") != RELEASE_FORMAT:
         return Weights(tensors, "safetensors")
     try:
