@@ -228,5 +228,6 @@ def predict_files(model: nn.Module, inputs: Sequence[InputImage], output_dir: st
             logits = infer_logits(model, x.to(device, non_blocking=True), mode=mode, tile=tile, stride=stride,
                                   scales=scales, flip=flip, batch_tiles=batch_tiles, amp=amp)
             train_ids = logits.argmax(0).to(torch.uint8).cpu().numpy()
-            writer.submit(train_ids, inputs[index].relative, image=image)
+            # The loader hands the kept RGB image back as a tensor.
+            writer.submit(train_ids, inputs[index].relative, image=None if image is None else image.numpy())
     return errors
