@@ -87,6 +87,24 @@ def known_peak_tflops(name: str, amp: str) -> float | None:
     return None
 
 
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, size: tuple[int, int], batches: int = 2, batch: int = 2,
+                        seed: int = 0) -> nn.Module:
+    """Give a randomly initialised model realistic BatchNorm statistics: the running statistics
+    become the exact averages over ``batches`` random batches (as after training), so in eval mode
+    every BatchNorm normalises its input. Returns the model in eval mode."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+    model.train()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device).manual_seed(seed)
+    for _ in range(batches):
+        model(torch.randn(batch, 3, *size, device=device, generator=generator))
+    return model.eval()
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -1,0 +1,263 @@
+"""GPU check in one call: logits against the CPU, training images/s at 832x832, sliding-window
+evaluation images/s at 1024x2048; one markdown table (and a JSON) at the end.
+
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --device cuda --out results/
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --device cpu --tiny   # dry run of every stage
+
+Every stage is guarded, so one failure keeps the others; no stage starts once ``--budget-s`` has
+passed, and the compiled-training stage runs in a child process that is stopped at the budget.
+The tables are rewritten after every stage, so a run stopped from outside keeps what it measured.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dgcnet.benchmark import benchmark, calibrate_batchnorm  # noqa: E402
+from dgcnet.engine.fast import optimize_for_inference  # noqa: E402
+from dgcnet.engine.inference import default_stride, infer_logits, tile_grid  # noqa: E402
+from dgcnet.models import build_model  # noqa: E402
+
+# Goals on one H100: the 480k-image recipe (60k iterations x 8 images) in under 2.3 hours,
+# and the 500 Cityscapes val images by the sliding-window protocol in under 60 s.
+TRAIN_GOAL_IMAGES_PER_S = 60.0
+VAL_IMAGES = 500
+VAL_GOAL_S = 60.0
+
+
+def settings(tiny: bool) -> dict:
+    if tiny:  # dgcnet_r18 at tiny sizes: runs every stage end to end on a CPU in seconds
+        return dict(arch="dgcnet_r18", check_size=(65, 65), train_size=(65, 65), batches=(2, 3),
+                    eval_size=(129, 257), tile=97, warmup=1, iters=2, eval_images=2)
+    return dict(arch="dgcnet_r101", check_size=(513, 513), train_size=(832, 832), batches=(8, 12, 16),
+                eval_size=(1024, 2048), tile=832, warmup=3, iters=10, eval_images=6)
+
+
+def calibrated_model(arch: str, device: torch.device, size: tuple[int, int]) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return calibrate_batchnorm(build_model(arch).to(device), size)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def stage_check(cfg: dict, device: torch.device) -> list[dict]:
+    """GPU logits (fast inference path) against CPU fp32 logits of the plain model, same weights."""
+    model = calibrated_model(cfg["arch"], device, cfg["check_size"])
+    image = torch.randn(1, 3, *cfg["check_size"], generator=torch.Generator().manual_seed(1))
+    cpu_model = build_model(cfg["arch"]).eval()
+    cpu_model.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+    with torch.no_grad():
+        reference = cpu_model(image)
+    reference_argmax = reference.argmax(1)
+    fast = optimize_for_inference(model)
+    rows = []
+    for label, amp, tf32 in (("fp32 (TF32 off)", "off", False), ("fp32 (TF32 on, the default)", "off", True),
+                             ("bf16 autocast", "bf16", None)):
+        torch.backends.cudnn.allow_tf32 = tf32 if tf32 is not None else True
+        torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            logits = fast(image.to(device)).float().cpu()
+        rows.append(dict(stage="check", setting=f"{cfg['arch']} {cfg['check_size'][0]}x{cfg['check_size'][1]} {label}",
+                         max_rel_error=(logits - reference).abs().max().item() / reference.abs().max().item(),
+                         rel_error=relative_error(logits, reference),
+                         argmax_agreement=(logits.argmax(1) == reference_argmax).double().mean().item()))
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return rows
+
+
+def train_row(result, note: str = "") -> dict:
+    r = asdict(result)
+    r.update(stage="train", setting=f"{r['arch']} {r['size'][0]}x{r['size'][1]} batch {r['batch']} {r['amp']}"
+             f"{' channels-last' if r['channels_last'] else ''} compile {'on' if r['compile'] else 'off'}{note}")
+    return r
+
+
+def stage_train(cfg: dict, device: torch.device, batch: int, compile: bool) -> dict:
+    return train_row(benchmark(cfg["arch"], cfg["train_size"], "train", batch=batch, device=str(device),
+                               amp="bf16", channels_last=True, compile=compile, warmup=cfg["warmup"],
+                               iters=cfg["iters"]))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def free_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def stage_eval(cfg: dict, device: torch.device, amp: str) -> dict:
+    """Sliding-window evaluation of full-size images: all tiles of an image in one batch, logits
+    summed on the device, argmax; images/s from the median image."""
+    model = optimize_for_inference(build_model(cfg["arch"]).to(device).eval())
+    height, width = cfg["eval_size"]
+    tiles = len(tile_grid(height, width, cfg["tile"], default_stride(cfg["tile"])))
+    image = torch.randn(3, height, width, device=device, generator=torch.Generator(device).manual_seed(0))
+    times = []
+    for i in range(1 + cfg["eval_images"]):
+        sync(device)
+        start = time.perf_counter()
+        infer_logits(model, image, mode="sliding", tile=cfg["tile"], batch_tiles=tiles, amp=amp).argmax(0)
+        sync(device)
+        if i:  # the first image warms up cuDNN's algorithm choice
+            times.append(time.perf_counter() - start)
+    per_image = sorted(times)[len(times) // 2]
+    return dict(stage="eval", setting=f"{cfg['arch']} {height}x{width} sliding {tiles} tiles of {cfg['tile']} "
+                                      f"in one batch, {amp}", images_per_s=1 / per_image,
+                ms_per_image=per_image * 1000, val_projection_s=VAL_IMAGES * per_image,
+                peak_memory_mb=peak_memory_mb(device))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def environment(device: torch.device) -> dict:
+    env = dict(torch=torch.__version__, python=sys.version.split()[0], device=device.type)
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        free, total = torch.cuda.mem_get_info(device)
+        env.update(gpu=props.name, capability=f"{props.major}.{props.minor}", gpu_memory_gib=total / 2**30,
+                   gpu_memory_in_use_gib=(total - free) / 2**30, cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version())
+    return env
+
+
+def markdown(env: dict, rows: list[dict], elapsed: float) -> str:
+    lines = [f"GPU check: {env.get('gpu', env['device'])}, torch {env['torch']}, "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed:.0f} s in all", "",
+             "| stage | setting | result | goal |", "|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            result, goal = f"FAILED: {r['error']}", ""
+        elif r["stage"] == "check":
+            result = (f"max rel. error {r['max_rel_error']:.2e}, rel. L2 error {r['rel_error']:.2e}, "
+                      f"argmax agreement {100 * r['argmax_agreement']:.3f}%")
+            goal = "fp32: < 1e-4 with TF32 off; bf16: argmax >= 99.5%"
+        elif r["stage"] == "train":
+            share = f", {100 * r['peak_share']:.0f}% of {r['peak_tflops']:g}" if r.get("peak_share") else ""
+            result = (f"{r['images_per_s']:.1f} images/s ({r['median_ms']:.0f} ms/step, "
+                      f"{r['achieved_tflops']:.0f} TFLOP/s{share}, peak {r['peak_memory_mb'] / 1024:.1f} GiB, "
+                      f"first step {r['first_step_s']:.0f} s)")
+            if r["images_per_s"] > 0:
+                result += f"; 480k images in {480000 / r['images_per_s'] / 3600:.2f} h"
+            goal = f">= {TRAIN_GOAL_IMAGES_PER_S:g} images/s"
+        elif r["stage"] == "eval":
+            memory = f", peak {r['peak_memory_mb'] / 1024:.1f} GiB" if r.get("peak_memory_mb") else ""
+            result = (f"{r['images_per_s']:.2f} images/s ({r['ms_per_image']:.0f} ms/image{memory}); "
+                      f"{VAL_IMAGES} val images in {r['val_projection_s']:.0f} s")
+            goal = f"{VAL_IMAGES} images < {VAL_GOAL_S:g} s"
+        else:
+            result, goal = r.get("note", ""), ""
+        lines.append(f"| {r['stage']} | {r['setting']} | {result} | {goal} |")
+    return "\n".join(lines) + "\n"
+
+
+def compiled_train_in_child(args: argparse.Namespace, batch: int, timeout: float) -> dict:
+    """torch.compile of the training step can take minutes; a child process can be stopped in time."""
+    command = [sys.executable, __file__, "--device", args.device, "--child-compile-batch", str(batch)]
+    if args.tiny:
+        command.append("--tiny")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"child exited {done.returncode}: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    parser.add_argument("--tiny", action="store_true", help="dry run: dgcnet_r18 at tiny sizes")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="start no stage after this (default: 420)")
+    parser.add_argument("--skip-compile", action="store_true", help="leave out the compiled-training stage")
+    parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None,
+                        help="folder for gpu_check.md and gpu_check.json (default: $OUT if set)")
+    parser.add_argument("--child-compile-batch", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    cfg = settings(args.tiny)
+    if args.child_compile_batch is not None:
+        print(json.dumps(stage_train(cfg, device, args.child_compile_batch, compile=True)))
+        return 0
+
+    start = time.perf_counter()
+    env = environment(device)
+    print(json.dumps(env), flush=True)
+    rows: list[dict] = []
+
+    def report() -> str:
+        table = markdown(env, rows, time.perf_counter() - start)
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "gpu_check.md").write_text(table)
+            (args.out / "gpu_check.json").write_text(json.dumps(dict(environment=env, results=rows), indent=1))
+        return table
+
+    def run(stage: str, setting: str, function, *function_args) -> dict | list | None:
+        elapsed = time.perf_counter() - start
+        if elapsed > args.budget_s:
+            rows.append(dict(stage=stage, setting=setting, note=f"skipped: time budget spent ({elapsed:.0f} s)"))
+            report()
+            return None
+        print(f"[{elapsed:5.0f} s] {stage}: {setting}", file=sys.stderr, flush=True)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            result = function(*function_args)
+        except Exception as error:  # one failed stage must not lose the others
+            traceback.print_exc()
+            result = dict(stage=stage, setting=setting, error=f"{type(error).__name__}: {str(error)[:200]}",
+                          out_of_memory=is_out_of_memory(error))
+        rows.extend(result if isinstance(result, list) else [result])
+        free_memory(device)
+        print(report().splitlines()[-1], file=sys.stderr, flush=True)
+        return result
+
+    run("check", "GPU vs CPU logits", stage_check, cfg, device)
+    run("train", "batch 1, compile off", stage_train, cfg, device, 1, False)
+    largest = None
+    for batch in cfg["batches"]:  # the largest batch that fits: stop at the first out-of-memory
+        result = run("train", f"batch {batch}, compile off", stage_train, cfg, device, batch, False)
+        if result is None or "error" in result:
+            break
+        largest = batch
+    run("eval", "sliding window, bf16", stage_eval, cfg, device, "bf16")
+    run("eval", "sliding window, fp32", stage_eval, cfg, device, "off")
+    if not args.skip_compile:
+        compile_batch = largest or 1
+        remaining = args.budget_s + 30 - (time.perf_counter() - start)
+        run("train", f"batch {compile_batch}, compile on (child process, {remaining:.0f} s allowed)",
+            compiled_train_in_child, args, compile_batch, max(remaining, 1))
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        env["gpu_memory_in_use_at_end_gib"] = (total - free) / 2**30
+    table = report()
+    print(table)
+    print(json.dumps(dict(environment=env, results=rows)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
