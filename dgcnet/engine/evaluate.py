@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from dgcnet.data.cityscapes import SegmentationDataset
@@ -60,28 +60,31 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sli
     model.eval()
     num_classes = dataset.classes.num_classes
     confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
-    loader = DataLoader(dataset, batch_size=1, num_workers=workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(_Reporting(dataset), batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
     names = output_names([s.image for s in dataset.samples]) if writer is not None else []
     num_labelled = 0
     start = time.perf_counter()
     try:
-        for image, label, index in tqdm(loader, total=len(dataset), desc="eval", unit="image",
-                                        disable=not progress, file=sys.stderr):
-            sample = dataset.samples[int(index)]
-            logits = infer_logits(model, image[0].to(device, non_blocking=True), mode=mode, tile=tile,
+        for item, error in tqdm(loader, total=len(dataset), desc="eval", unit="image",
+                                disable=not progress, file=sys.stderr):
+            if error is not None:
+                raise DgcnetError(error)
+            image, label, index = item
+            sample = dataset.samples[index]
+            logits = infer_logits(model, image.to(device, non_blocking=True), mode=mode, tile=tile,
                                   stride=stride, scales=scales, flip=flip, batch_tiles=batch_tiles, amp=amp)
             if logits.shape[0] != num_classes:
                 raise DgcnetError(f"the model predicts {logits.shape[0]} classes, the data has {num_classes}")
             pred = logits.argmax(0)
             if label.numel():
                 try:
-                    confusion += confusion_matrix(pred, label[0].to(device, non_blocking=True), num_classes,
+                    confusion += confusion_matrix(pred, label.to(device, non_blocking=True), num_classes,
                                                   dataset.classes.ignore_index)
                 except ValueError as error:
                     raise DgcnetError(f"{sample.where}: {sample.label}: {error}") from None
                 num_labelled += 1
             if writer is not None:
-                writer.submit(pred.to(torch.uint8).cpu().numpy(), names[int(index)], image_path=sample.image)
+                writer.submit(pred.to(torch.uint8).cpu().numpy(), names[index], image_path=sample.image)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     finally:
@@ -99,6 +102,23 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sli
         seconds=seconds,
         class_names=tuple(dataset.classes.names),
     )
+
+
+class _Reporting(Dataset):
+    """Items as (item, None), or (None, message) when a file cannot be read: an exception raised
+    in a loader worker would reach the user wrapped in the worker's traceback."""
+
+    def __init__(self, dataset: SegmentationDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[tuple | None, str | None]:
+        try:
+            return self.dataset[index], None
+        except DgcnetError as error:
+            return None, str(error)
 
 
 def write_results(result: EvalResult, output_dir: str | Path, settings: dict | None = None) -> Path:

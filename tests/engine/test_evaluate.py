@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -234,6 +235,18 @@ def test_bad_list_entry_is_one_line_and_writes_nothing(setup, tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 1 and f"{bad}:4:" in err and "missing.png" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_unreadable_image_in_loader_worker_is_one_line(setup, tmp_path, capsys):
+    root, _, checkpoint = setup
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    (data / "leftImg8bit/val/lindau/lindau_000000_000019_leftImg8bit.png").write_bytes(b"broken")
+    status = main(["eval", "--data-dir", str(data), "--data-list", str(data / "val.txt"), "--restore-from",
+                   str(checkpoint), "--output-dir", str(tmp_path / "out"), "--mode", "whole", "--workers", "1"])
+    err = capsys.readouterr().err.strip()
+    assert status == 1 and len(err.splitlines()) == 1
+    assert err.startswith(f"dgcnet eval: error: {data / 'val.txt'}:3: ") and "lindau_000000_000019" in err
 
 
 def test_prediction_writer_names_stay_inside_the_output(tmp_path):
