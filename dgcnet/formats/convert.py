@@ -352,21 +352,30 @@ def write_weights(state_dict: dict[str, torch.Tensor], dst: str | Path, to: str,
     """Write ``state_dict`` (PyTorch names) as ``to``; returns how many tensors were written and
     the entries the format has no place for."""
     dst = Path(dst)
-    dropped: Counter = Counter()
-    if to == "pth":
-        torch.save(state_dict, dst)
-    elif to in ("dgcnet", "safetensors"):
-        metadata = release_metadata(arch, num_classes, class_names, rgb) if to == "dgcnet" else {"format": "pt"}
-        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(dst), metadata=metadata)
-    elif to == "mindspore":
-        tensors, n = to_mindspore_names(state_dict, _conv1d_weights(_meta_model(arch, num_classes)), prefix)
-        if n:
-            dropped["num_batches_tracked"] = n
-        mindspore.write_checkpoint(dst, tensors, crc=crc)
-        return len(tensors), dropped
-    else:
+    if to not in TARGETS:
         raise DgcnetError(f"unknown target format {to!r}; choose one of {', '.join(TARGETS)}")
-    return len(state_dict), dropped
+    dropped: Counter = Counter()
+    written = len(state_dict)
+    # Write next to DST and rename at the end, so that a failure leaves no partial file.
+    partial = dst.with_name(f".{dst.name}.partial")
+    try:
+        if to == "pth":
+            torch.save(state_dict, partial)
+        elif to in ("dgcnet", "safetensors"):
+            metadata = release_metadata(arch, num_classes, class_names, rgb) if to == "dgcnet" else {"format": "pt"}
+            save_file({k: v.contiguous() for k, v in state_dict.items()}, str(partial), metadata=metadata)
+        else:
+            tensors, n = to_mindspore_names(state_dict, _conv1d_weights(_meta_model(arch, num_classes)), prefix)
+            if n:
+                dropped["num_batches_tracked"] = n
+            mindspore.write_checkpoint(partial, tensors, crc=crc)
+            written = len(tensors)
+        partial.replace(dst)
+    except OSError as error:
+        raise DgcnetError(f"{dst}: cannot write: {error.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return written, dropped
 
 
 def convert(src: str | Path, dst: str | Path, to: str = "dgcnet", *, arch: str | None = None,

@@ -252,19 +252,28 @@ def _tensor_records(tag: str, value: torch.Tensor | str) -> Iterator[bytes]:
         yield _field(1, _field(1, tag.encode("utf-8")) + _field(2, header + _field(3, content)))
 
 
-def encode_checkpoint(tensors: Mapping[str, torch.Tensor | str], crc: bool = False) -> bytes:
-    """Encode {tag: tensor} as MindSpore writes it; zero-size tensors are left out as MindSpore does."""
-    data = b"".join(record for tag, value in tensors.items()
-                    if isinstance(value, str) or value.numel() > 0
-                    for record in _tensor_records(tag, value))
+def _file_chunks(tensors: Mapping[str, torch.Tensor | str], crc: bool) -> Iterator[bytes]:
+    checksum = 0
+    for tag, value in tensors.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 0:
+            continue  # MindSpore does not write zero-size tensors
+        for record in _tensor_records(tag, value):
+            checksum = zlib.crc32(record, checksum)
+            yield record
     if crc:
-        data += CRC_MARK + zlib.crc32(data).to_bytes(10, "big")
-    return data
+        yield CRC_MARK + checksum.to_bytes(10, "big")
+
+
+def encode_checkpoint(tensors: Mapping[str, torch.Tensor | str], crc: bool = False) -> bytes:
+    """Encode {tag: tensor} exactly as MindSpore writes it (``crc`` = its ``crc_check=True``)."""
+    return b"".join(_file_chunks(tensors, crc))
 
 
 def write_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor | str], crc: bool = False) -> None:
-    """Write a .ckpt that ``mindspore.load_checkpoint`` reads (``crc`` = its ``crc_check=True``)."""
-    Path(path).write_bytes(encode_checkpoint(tensors, crc))
+    """Write a .ckpt that ``mindspore.load_checkpoint`` reads, one record at a time."""
+    with open(path, "wb") as f:
+        for chunk in _file_chunks(tensors, crc):
+            f.write(chunk)
 
 
 def looks_like_checkpoint(head: bytes) -> bool:
@@ -277,7 +286,3 @@ def looks_like_checkpoint(head: bytes) -> bool:
         return reader.pos < len(head) and head[reader.pos] == 0x0A
     except DgcnetError:
         return False
-
-
-__all__ = ["encode_checkpoint", "parse_checkpoint", "read_checkpoint", "write_checkpoint",
-           "looks_like_checkpoint", "SLICE_BYTES"]
