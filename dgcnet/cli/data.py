@@ -39,11 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_synth)
 
     p = subparsers.add_parser(
-        "lists", help="write data lists for a Cityscapes tree",
+        "lists", help="write data lists for a Cityscapes tree or a folder dataset",
         description="Scan leftImg8bit/{train,val,test}/<city>/ of a Cityscapes tree and write "
                     "train.txt, val.txt, test.txt and trainval.txt in the authors' format and order: "
-                    "'image<TAB>label' per line (test.txt: image only), sorted by image path.")
-    p.add_argument("--data-dir", type=Path, required=True, help="the Cityscapes root folder")
+                    "'image<TAB>label' per line (test.txt: image only), sorted by image path. "
+                    "For a folder dataset (images/<split>/..., labels/<split>/... with the same names, "
+                    "labels as .png) write <split>.txt for each split folder.")
+    p.add_argument("--data-dir", type=Path, required=True, help="the Cityscapes root folder, or a folder dataset root")
     p.add_argument("--out", type=Path, required=True, help="folder to write the lists into")
     p.set_defaults(run=run_lists)
 

@@ -106,14 +106,14 @@ def check_list(data_dir: str | Path, list_path: str | Path, *, classes: ClassInf
     problems: list[Problem] = []
     samples: list[Sample] = []
     first_seen: dict[tuple[str, ...], int] = {}
-    label_columns = max((len(columns) for _, columns in entries), default=0)
+    labelled = any(len(columns) == 2 for _, columns in entries)
     for number, columns in entries:
         where = Path(data_dir) / columns[0]
         if len(columns) > 2:
             problems.append(Problem(list_path, number, where,
                                     f"expected 'image<TAB>label' or 'image', got {len(columns)} columns"))
             continue
-        if len(columns) < label_columns and label_columns == 2:
+        if len(columns) == 1 and labelled:
             problems.append(Problem(list_path, number, where, "no label column (other lines have one)"))
             continue
         key = tuple(columns)

@@ -4,6 +4,10 @@ The authors' lists (train.txt, val.txt, test.txt, trainval.txt) hold one sample 
 ``leftImg8bit/<split>/<city>/<name>_leftImg8bit.png<TAB>gtFine/<split>/<city>/<name>_gtFine_labelIds.png``,
 sorted by the image path as a plain string; test.txt has the image column only, and
 trainval.txt is train.txt followed by val.txt. Every file ends with a newline.
+
+Users' own data in a folder tree ``images/<split>/**/<name>.{png,jpg,jpeg}`` with labels
+``labels/<split>/**/<name>.png`` gets one ``<split>.txt`` per split in the same format (image
+only when the split has no labels folder).
 """
 from __future__ import annotations
 
@@ -32,11 +36,38 @@ def split_lines(data_dir: str | Path, split: str, with_labels: bool) -> list[str
     return lines
 
 
+FOLDER_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def folder_lines(data_dir: str | Path, split: str) -> list[str]:
+    """List lines of ``images/<split>/`` in a folder dataset, sorted by image path."""
+    data_dir = Path(data_dir)
+    images = sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / "images" / split).rglob("*")
+                    if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES and p.is_file())
+    if not (data_dir / "labels" / split).is_dir():
+        return images
+    lines = []
+    for image in images:
+        label = "labels" + image[len("images"):].rsplit(".", 1)[0] + ".png"
+        if not (data_dir / label).is_file():
+            raise DgcnetError(f"{data_dir / image}: its label {data_dir / label} is missing")
+        lines.append(f"{image}\t{label}")
+    return lines
+
+
 def make_lists(data_dir: str | Path) -> dict[str, list[str]]:
-    """{list file name: lines} for the splits present in the tree (train, val, test, trainval)."""
+    """{list file name: lines}: for a Cityscapes tree the splits present (train, val, test,
+    trainval); for a folder dataset (images/, labels/) one list per split folder."""
     data_dir = Path(data_dir)
     if not (data_dir / "leftImg8bit").is_dir():
-        raise DgcnetError(f"{data_dir}: no leftImg8bit folder; is this a Cityscapes tree?")
+        if (data_dir / "images").is_dir():
+            splits = sorted(p.name for p in (data_dir / "images").iterdir() if p.is_dir())
+            lists = {f"{split}.txt": folder_lines(data_dir, split) for split in splits}
+            lists = {name: lines for name, lines in lists.items() if lines}
+            if not lists:
+                raise DgcnetError(f"{data_dir}: no images under images/<split>/")
+            return lists
+        raise DgcnetError(f"{data_dir}: neither a Cityscapes tree (leftImg8bit/) nor a folder dataset (images/)")
     lists: dict[str, list[str]] = {}
     for split in ("train", "val", "test"):
         lines = split_lines(data_dir, split, with_labels=split != "test")
