@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -113,7 +114,9 @@ def detect_format(path: Path) -> str:
 def torch_load(path: Path) -> object:
     """``torch.load`` that only accepts tensors and plain values: a pickle that would run code is refused."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a garbage file can look like an odd pickle protocol
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL ([\w.]+)", str(error))
         what = f"it calls {found.group(1)}" if found else "unsupported object"
