@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from dgcnet.data.lists import write_lists
 from dgcnet.errors import DgcnetError
 
 # Cityscapes label ids used by the scenes.
@@ -121,8 +122,8 @@ def _draw_sky(c: _Canvas) -> None:
 
 
 def _draw_building(c: _Canvas, x0: float, x1: float, top: float, ground: float) -> None:
-    wall = _jitter(c.rng, [(150, 110, 90), (175, 160, 130), (125, 115, 110)][c.rng.integers(3)], 15)
-    glass = _jitter(c.rng, (55, 65, 85), 10)
+    wall = _jitter(c.rng, (155, 110, 82), 15)
+    glass = wall * c.rng.uniform(0.4, 0.5)
     rows, cols = c.rng.uniform(9, 14), c.rng.uniform(3, 6)
 
     def colour(v: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -147,14 +148,14 @@ def _draw_vegetation(c: _Canvas, x0: float, x1: float, top: float, ground: float
 
 
 def _draw_wall(c: _Canvas, x0: float, x1: float, top: float, bottom: float) -> None:
-    stone, mortar = _jitter(c.rng, (140, 138, 160), 12), _jitter(c.rng, (95, 92, 110), 8)
+    stone, mortar = _jitter(c.rng, (120, 125, 175), 12), _jitter(c.rng, (85, 88, 125), 8)
     courses = c.rng.uniform(4, 6)
     c.paint(top, bottom, x0, x1, WALL,
             lambda v, u: np.where(((v * courses) % 1 < 0.18)[..., None], mortar, stone))
 
 
 def _draw_fence(c: _Canvas, x0: float, x1: float, top: float, bottom: float) -> None:
-    wood, dark = _jitter(c.rng, (155, 115, 70), 12), _jitter(c.rng, (95, 65, 40), 8)
+    wood, dark = _jitter(c.rng, (175, 135, 55), 12), _jitter(c.rng, (100, 75, 30), 8)
     slats = (x1 - x0) * c.w / max(c.rng.uniform(3, 5) * c.h / 128, 2.0)
     c.paint(top, bottom, x0, x1, FENCE,
             lambda v, u: np.where(((u * slats) % 1 < 0.3)[..., None], dark, wood))
@@ -167,7 +168,7 @@ def _draw_pole(c: _Canvas, x0: float, x1: float, top: float, bottom: float, carr
     c.paint(top, bottom, px0, px1, POLE,
             lambda v, u: metal * (0.75 + 0.35 * (1 - np.abs(2 * u - 1)))[..., None])
     if carries == "light":
-        body = _jitter(c.rng, (35, 35, 32), 8)
+        body = _jitter(c.rng, (95, 62, 20), 10)
         lamps = np.array([(230, 40, 30), (240, 180, 30), (40, 210, 80)], dtype=np.float32)
 
         def light(v: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -177,7 +178,7 @@ def _draw_pole(c: _Canvas, x0: float, x1: float, top: float, bottom: float, carr
 
         c.paint(top, top + 0.22, x0, x1, TRAFFIC_LIGHT, light)
     else:
-        plate, rim = _jitter(c.rng, (235, 205, 25), 12), _jitter(c.rng, (30, 30, 30), 8)
+        plate, rim = _jitter(c.rng, (235, 215, 20), 12), _jitter(c.rng, (150, 135, 15), 8)
 
         def sign(v: np.ndarray, u: np.ndarray) -> np.ndarray:
             border = (np.minimum(v, 1 - v) < 0.12) | (np.minimum(u, 1 - u) < 0.12)
@@ -201,11 +202,11 @@ def _wheels(c: _Canvas, y0: float, y1: float, x0: float, x1: float, label_id: in
 
 def _draw_vehicle(c: _Canvas, kind: str, x0: float, x1: float, bottom: float) -> None:
     rng = c.rng
-    glass = _jitter(rng, (140, 170, 195), 12)
     wheel = 0.06 if kind in ("car",) else 0.08
     if kind == "train":
         top = bottom - rng.uniform(0.28, 0.32)
-        body, stripe = _jitter(rng, (200, 200, 208), 10), _jitter(rng, (190, 30, 40), 12)
+        body, stripe = _jitter(rng, (150, 205, 215), 10), _jitter(rng, (30, 60, 140), 12)
+        glass = body * 0.5
         windows = rng.uniform(5, 8)
 
         def colour(v: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -217,7 +218,8 @@ def _draw_vehicle(c: _Canvas, kind: str, x0: float, x1: float, bottom: float) ->
         return
     if kind == "bus":
         top = bottom - rng.uniform(0.27, 0.31)
-        body = _jitter(rng, (225, 160, 35), 15)
+        body = _jitter(rng, (210, 55, 45), 15)
+        glass = body * 0.5
         windows = rng.uniform(4, 6)
 
         def colour(v: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -229,7 +231,8 @@ def _draw_vehicle(c: _Canvas, kind: str, x0: float, x1: float, bottom: float) ->
         return
     if kind == "truck":
         top = bottom - rng.uniform(0.25, 0.29)
-        box, cab = _jitter(rng, (215, 215, 205), 10), _jitter(rng, (40, 90, 160), 20)
+        box, cab = _jitter(rng, (225, 225, 215), 10), _jitter(rng, (195, 195, 185), 10)
+        glass = box * 0.4
         cab_left = bool(rng.integers(2))
 
         def colour(v: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -246,7 +249,8 @@ def _draw_vehicle(c: _Canvas, kind: str, x0: float, x1: float, bottom: float) ->
         return
     # car
     top = bottom - rng.uniform(0.17, 0.2)
-    body = _jitter(rng, [(30, 50, 150), (20, 30, 95), (70, 95, 175)][rng.integers(3)], 12)
+    body = _jitter(rng, (35, 70, 190), 15)
+    glass = body * 0.5
 
     def car_colour(v: np.ndarray, u: np.ndarray) -> np.ndarray:
         win = (v > 0.08) & (v < 0.38) & (u > 0.25) & (u < 0.75) & (np.abs(u - 0.5) > 0.02)
@@ -263,10 +267,10 @@ def _draw_person(c: _Canvas, label_id: int, x0: float, x1: float, top: float, bo
     legs = _jitter(rng, (40, 40, 55), 8)
     if label_id == RIDER:
         head = _jitter(rng, (240, 240, 240), 10)  # helmet
-        shirt = _jitter(rng, [(235, 90, 20), (200, 25, 30)][rng.integers(2)], 12)
+        shirt = _jitter(rng, (240, 110, 20), 12)
     else:
         head = skin
-        shirt = _jitter(rng, [(40, 60, 150), (30, 120, 60), (120, 45, 120), (95, 75, 55)][rng.integers(4)], 12)
+        shirt = _jitter(rng, (140, 55, 160), 15)
 
     def colour(v: np.ndarray, u: np.ndarray) -> np.ndarray:
         out = np.where((v < 0.2)[..., None], head, np.where((v < 0.6)[..., None], shirt, legs))
@@ -287,7 +291,7 @@ def _draw_two_wheeler(c: _Canvas, label_id: int, x0: float, x1: float, bottom: f
     height = rng.uniform(0.16, 0.18)
     top = bottom - height
     if label_id == MOTORCYCLE:
-        body, chrome = _jitter(rng, (45, 45, 50), 8), _jitter(rng, (205, 205, 210), 10)
+        body, chrome = _jitter(rng, (130, 25, 70), 10), _jitter(rng, (205, 205, 210), 10)
         c.paint(top, bottom - 0.4 * height, x0, x1, label_id,
                 lambda v, u: np.where((np.abs(u - 0.5) < 0.12)[..., None], chrome, body),
                 lambda v, u: (u > 0.15) & (u < 0.85))
@@ -320,11 +324,11 @@ def synth_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
         x, tree = x1, not tree
 
     # Ground: sidewalk with tiles, a patch of terrain, road with lane marks.
-    slab, joint = _jitter(rng, (178, 160, 152), 12), _jitter(rng, (135, 120, 115), 8)
+    slab, joint = _jitter(rng, (195, 150, 175), 12), _jitter(rng, (150, 115, 135), 8)
     tiles = rng.uniform(14, 20)
     c.paint(ground, road_top, 0, 1, SIDEWALK,
             lambda v, u: np.where((((u * tiles) % 1 < 0.1) | ((v * 3) % 1 < 0.12))[..., None], joint, slab))
-    asphalt, marking = _jitter(rng, (82, 80, 88), 10), _jitter(rng, (235, 235, 225), 8)
+    asphalt, marking = _jitter(rng, (85, 80, 95), 10), _jitter(rng, (235, 235, 225), 8)
     dashes = rng.uniform(4, 7)
     c.paint(road_top, 1, 0, 1, ROAD,
             lambda v, u: np.where(((np.abs(v - 0.45) < 0.04) & ((u * dashes) % 1 < 0.5))[..., None],
@@ -336,7 +340,7 @@ def synth_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
     for kind, x0, x1 in _row(rng, far, gap=0.0):
         base = ground + rng.uniform(0.04, 0.06)
         if kind == "terrain":
-            grass = _jitter(rng, (150, 175, 85), 12)
+            grass = _jitter(rng, (165, 205, 90), 12)
             streaks = rng.uniform(8, 14)
             c.paint(ground, road_top, x0, x1, TERRAIN,
                     lambda v, u: grass * (0.85 + 0.15 * np.sin(v * streaks * 6.283))[..., None])
@@ -397,8 +401,6 @@ def _row(rng: np.random.Generator, widths: dict[str, float], gap: float) -> list
 def write_synth(out_dir: str | Path, *, train: int = 40, val: int = 10, test: int = 0,
                 size: tuple[int, int] = (128, 256), seed: int = 0, progress: bool = False) -> None:
     """Write a synthetic Cityscapes tree (leftImg8bit/, gtFine/) and its data lists into out_dir."""
-    from dgcnet.data.lists import write_lists
-
     out_dir = Path(out_dir)
     for existing in ("leftImg8bit", "gtFine"):
         if (out_dir / existing).exists():
