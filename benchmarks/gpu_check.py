@@ -150,7 +150,9 @@ def markdown(env: dict, rows: list[dict], elapsed: float) -> str:
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed:.0f} s in all", "",
              "| stage | setting | result | goal |", "|---|---|---|---|"]
     for r in rows:
-        if "error" in r:
+        if r.get("out_of_memory"):
+            result, goal = "out of memory", ""
+        elif "error" in r:
             result, goal = f"FAILED: {r['error']}", ""
         elif r["stage"] == "check":
             result = (f"max rel. error {r['max_rel_error']:.2e}, rel. L2 error {r['rel_error']:.2e}, "

@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +55,22 @@ def test_known_gpu_peaks():
     assert known_peak_tflops("NVIDIA A100-SXM4-80GB", "bf16") == 312.0
     assert known_peak_tflops("Tesla V100-SXM2-32GB", "fp16") == 125.0
     assert known_peak_tflops("Some Other GPU", "bf16") is None
+
+
+@pytest.mark.skipif(not os.environ.get("DGCNET_SLOW_TESTS"),
+                    reason="about a minute on 2 cores: set DGCNET_SLOW_TESTS=1 to run the GPU check's dry run")
+def test_gpu_check_dry_run(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--tiny",
+                    "--skip-compile", "--out", str(tmp_path)], check=True, capture_output=True, cwd=root)
+    results = json.loads((tmp_path / "gpu_check.json").read_text())["results"]
+    assert not [r for r in results if "error" in r or "note" in r]
+    checks = {r["setting"].split(" ", 2)[2]: r for r in results if r["stage"] == "check"}
+    assert checks["fp32 (TF32 off)"]["rel_error"] < 1e-4
+    assert 0.5 < checks["bf16 autocast"]["argmax_agreement"] <= 1
+    train = [r for r in results if r["stage"] == "train"]
+    assert [r["batch"] for r in train] == [1, 2, 3] and all(r["images_per_s"] > 0 for r in train)
+    evals = [r for r in results if r["stage"] == "eval"]
+    assert len(evals) == 2 and all(r["val_projection_s"] == pytest.approx(500 / r["images_per_s"]) for r in evals)
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert table.count("\n| train |") == 3 and table.count("\n| eval |") == 2
