@@ -6,11 +6,11 @@ import sys
 from typing import Sequence
 
 import dgcnet
-from dgcnet.cli import benchmark, convert, data, evaluate, export, info, predict, train
+from dgcnet.cli import benchmark, convert, data, demo, evaluate, export, info, predict, train
 from dgcnet.errors import DgcnetError
 
 # Each command module defines add_parser(subparsers) and run(args) -> exit status.
-COMMANDS = [info, data, train, convert, export, evaluate, predict, benchmark]
+COMMANDS = [demo, info, data, train, convert, export, evaluate, predict, benchmark]
 
 
 def build_parser() -> argparse.ArgumentParser:

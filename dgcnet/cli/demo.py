@@ -1,0 +1,70 @@
+"""`dgcnet demo`: train, evaluate and predict on a synthetic Cityscapes, no downloads needed."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from dgcnet.cli.common import image_size
+from dgcnet.demo import DemoSettings, run_demo
+from dgcnet.models import list_models
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    d = DemoSettings()
+    p = subparsers.add_parser(
+        "demo", help="see DGCNet learn: synthetic Cityscapes, train, evaluate, predict (a few minutes on a CPU)",
+        description="Make a synthetic Cityscapes, train a small DGCNet on it from scratch with the training "
+                    "engine, evaluate it by the evaluator (OUT/eval/result/result.txt), segment a few "
+                    "validation images (colour and overlay PNGs), draw the training curve and write a "
+                    "one-page summary (OUT/summary.md). Nothing is downloaded. The defaults take about 5 "
+                    "minutes on a 2-core CPU and reach mIoU >= 0.80 on the synthetic validation images.")
+    p.add_argument("--out", type=Path, default=Path("dgcnet_demo"),
+                   help="output folder, must be missing or empty (default: ./dgcnet_demo)")
+    p.add_argument("--steps", type=_positive, default=d.steps, help=f"training iterations (default: {d.steps})")
+    p.add_argument("--arch", choices=list_models(), default=d.arch, help=f"architecture (default: {d.arch})")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seed of the synthetic data and the training (default: {d.seed})")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device,
+                   help="where to train and evaluate (default: auto, cuda when available)")
+    p.add_argument("--size", type=image_size, default=d.image_size,
+                   help=f"synthetic image size HxW (default: {d.image_size[0]}x{d.image_size[1]})")
+    p.add_argument("--train-images", type=_positive, default=d.train_images,
+                   help=f"synthetic training images (default: {d.train_images})")
+    p.add_argument("--val-images", type=_positive, default=d.val_images,
+                   help=f"synthetic validation images (default: {d.val_images})")
+    p.add_argument("--batch-size", type=_positive, default=d.batch_size,
+                   help=f"images per training step (default: {d.batch_size})")
+    p.add_argument("--crop", type=image_size, default=None,
+                   help="training crop HxW (default: a square of the image height)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = replace(DemoSettings(), arch=args.arch, steps=args.steps, seed=args.seed, device=args.device,
+                       image_size=args.size, train_images=args.train_images, val_images=args.val_images,
+                       batch_size=args.batch_size, crop_size=args.crop)
+    result = run_demo(args.out, settings, say=print, progress=sys.stderr.isatty())
+    print()
+    print(result.table, end="")
+    print(f"meanIU {result.miou:.4f} on {settings.val_images} synthetic validation images, "
+          f"{result.seconds['total']:.0f} s in all")
+    print()
+    print(f"summary:           {result.summary}")
+    print(f"evaluation:        {result.result_dir / 'result.txt'}")
+    print(f"predictions:       {result.predictions_dir}  (comparison: {result.comparison})")
+    print(f"training curve:    {result.curve}")
+    print(f"final checkpoint:  {result.checkpoint}")
+    print(f"synthetic dataset: {result.data_dir}")
+    return 0

@@ -1,0 +1,102 @@
+"""`dgcnet demo` end to end with a tiny step count and tiny images (the full demo is run by hand)."""
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dgcnet.cli import main
+from dgcnet.data.labels import CITYSCAPES
+from dgcnet.demo import DemoSettings, crop_size
+
+H, W = 64, 96  # synthetic image size of the tiny demo
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+    """Run the command once; the tests below check what it promised."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    argv = ["demo", "--out", str(out), "--steps", "2", "--size", f"{H}x{W}", "--train-images", "2",
+            "--val-images", "2", "--batch-size", "2", "--device", "cpu"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(argv)
+    return out, status, printed.getvalue()
+
+
+def test_demo_succeeds_and_prints_the_table_and_locations(tiny_demo):
+    out, status, printed = tiny_demo
+    assert status == 0
+    for name in CITYSCAPES.names:
+        assert re.search(rf"^{name}\s+\d+\.\d\d$", printed, re.M), name
+    assert "meanIU" in printed
+    for label in ("summary", "evaluation", "training curve", "final checkpoint"):
+        line = next(l for l in printed.splitlines() if l.startswith(label + ":"))
+        assert Path(line.split(":", 1)[1].split()[0]).exists(), line
+
+
+def test_result_txt_holds_19_ious_and_their_mean(tiny_demo):
+    out = tiny_demo[0]
+    result = json.loads((out / "eval" / "result" / "result.txt").read_text())
+    iou = result["IU_array"]
+    assert len(iou) == 19 and all(0.0 <= v <= 1.0 for v in iou)
+    assert result["meanIU"] == pytest.approx(sum(iou) / 19)
+
+
+def test_predictions_are_class_colours_at_the_image_size(tiny_demo):
+    out = tiny_demo[0]
+    palette = {tuple(c) for c in CITYSCAPES.colors}
+    colors = sorted((out / "predictions" / "color").rglob("*.png"))
+    overlays = sorted((out / "predictions" / "overlay").rglob("*.png"))
+    assert len(colors) == len(overlays) == 2  # both validation images
+    for color, overlay in zip(colors, overlays):
+        image = Image.open(color)
+        assert image.mode == "RGB" and image.size == (W, H)
+        assert {tuple(p) for p in np.asarray(image).reshape(-1, 3)} <= palette
+        blend = Image.open(overlay)
+        assert blend.mode == "RGB" and blend.size == (W, H)
+        assert not np.array_equal(np.asarray(blend), np.asarray(image))  # the photo shows through
+    comparison = Image.open(out / "predictions" / "comparison.png")
+    assert comparison.size == (3 * W + 2 * 4, 2 * H + 4)  # input | truth | prediction, one row an image
+
+
+def test_training_curve_and_checkpoint(tiny_demo):
+    out = tiny_demo[0]
+    curve = Image.open(out / "training_curve.png")
+    curve.load()
+    assert curve.width >= 400 and curve.height >= 200
+    assert len(np.unique(np.asarray(curve.convert("RGB")).reshape(-1, 3), axis=0)) > 10  # axes, text, lines
+    state = torch.load(out / "train" / "checkpoint_0000002.pt", weights_only=True)
+    assert state["iteration"] == 2 and state["arch"] == "dgcnet_r18"
+    records = [json.loads(l) for l in (out / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("loss") is not None for r in records)
+
+
+def test_summary_reports_miou_and_links_existing_files(tiny_demo):
+    out = tiny_demo[0]
+    text = (out / "summary.md").read_text()
+    miou = json.loads((out / "eval" / "result" / "result.txt").read_text())["meanIU"]
+    assert f"mIoU {100 * miou:.2f}" in text
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert len(links) >= 5
+    for link in links:
+        assert (out / link).exists(), link
+
+
+def test_demo_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["demo", "--out", str(tmp_path), "--steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dgcnet demo: error:") and str(tmp_path) in err and len(err.splitlines()) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_default_crop_is_a_square_of_the_image_height():
+    assert crop_size(DemoSettings(image_size=(128, 256))) == (128, 128)
+    assert crop_size(DemoSettings(image_size=(96, 64))) == (96, 64)
+    assert crop_size(DemoSettings(crop_size=(32, 48))) == (32, 48)
