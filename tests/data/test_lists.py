@@ -1,6 +1,7 @@
 """The authors' six Cityscapes lists, read against a tree of tiny PNGs with exactly their file
 names, and the list writer reproducing them from that tree."""
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +28,20 @@ def _png_bytes(array: np.ndarray) -> bytes:
 def real_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every file named by the six real lists, as an 8x16 PNG (labels hold road and sky ids)."""
     root = tmp_path_factory.mktemp("cityscapes")
-    image = _png_bytes(np.full((8, 16, 3), 90, dtype=np.uint8))
-    label = np.full((8, 16), 7, dtype=np.uint8)
-    label[:4] = 23
-    label = _png_bytes(label)
+    image, label = root / "image.png", root / "label.png"
+    image.write_bytes(_png_bytes(np.full((8, 16, 3), 90, dtype=np.uint8)))
+    label_ids = np.full((8, 16), 7, dtype=np.uint8)
+    label_ids[:4] = 23
+    label.write_bytes(_png_bytes(label_ids))
     paths = set()
     for name in REAL_LISTS:
         for line in (LISTS_DIR / name).read_text().splitlines():
             paths.update(line.split())
-    for rel in sorted(paths):
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(image if rel.startswith("leftImg8bit/") else label)
+    folders = {str(Path(rel).parent) for rel in paths}
+    for folder in sorted(folders):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for rel in paths:  # hard links: ~50k files in a few seconds
+        os.link(image if rel.startswith("leftImg8bit/") else label, root / rel)
     return root
 
 
@@ -48,7 +51,8 @@ def test_reads_every_real_list(real_tree: Path, name: str) -> None:
     samples = read_list(LISTS_DIR / name, real_tree)
     assert len(samples) == len(lines)
     check_files_exist(samples[::50])  # all of them would take long for the 23k-line lists
-    for sample, line in zip(samples, lines):
+    step = 1 if len(lines) < 5000 else 7  # a spread-out seventh of the 23k-line lists
+    for sample, line in list(zip(samples, lines))[::step]:
         columns = line.split()
         assert sample.image == real_tree / columns[0]
         assert sample.label == (real_tree / columns[1] if len(columns) == 2 else None)
