@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -74,6 +73,22 @@ def cleanup(env: DistEnv) -> None:
         dist.destroy_process_group()
 
 
+class _DifferentiableAllReduce(torch.autograd.Function):
+    """Sum over processes; the gradient of a sum is the sum of the gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class AllReduceBatchNorm(_BatchNorm):
     """BatchNorm whose training statistics cover the whole global batch, for any device and any
     input of 2 or more dims ((B, C), (B, C, L), (B, C, H, W)). Same state dict as BatchNorm."""
@@ -90,11 +105,11 @@ class AllReduceBatchNorm(_BatchNorm):
         shape = [1, -1] + [1] * (input.dim() - 2)
         count = torch.tensor([input.numel() // input.shape[1]], dtype=input.dtype, device=input.device)
         # Two passes (mean, then centred squares) for the same accuracy as F.batch_norm.
-        sums = dist_fn.all_reduce(torch.cat([input.sum(dims), count]))
+        sums = _DifferentiableAllReduce.apply(torch.cat([input.sum(dims), count]))
         total = sums[-1]
         mean = sums[:-1] / total
         centred = input - mean.view(shape)
-        var = dist_fn.all_reduce(centred.square().sum(dims)) / total
+        var = _DifferentiableAllReduce.apply(centred.square().sum(dims)) / total
         out = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
@@ -109,11 +124,14 @@ class AllReduceBatchNorm(_BatchNorm):
 
 def _convert_to_all_reduce(module: nn.Module) -> nn.Module:
     if isinstance(module, _BatchNorm):
+        like = next(module.parameters(), module.running_mean)
         converted = AllReduceBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                                       module.track_running_stats)
+                                       module.track_running_stats,
+                                       device=like.device if like is not None else None,
+                                       dtype=like.dtype if like is not None else None)
         converted.load_state_dict(module.state_dict())
         converted.train(module.training)
-        return converted.to(next(module.buffers(), torch.empty(0)).device)
+        return converted
     for name, child in module.named_children():
         module.add_module(name, _convert_to_all_reduce(child))
     return module

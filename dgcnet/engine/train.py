@@ -271,7 +271,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     net: nn.Module = model
     if env.distributed:
         net = DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None,
-                                      broadcast_buffers=False)  # SyncBN keeps the buffers equal
+                                      forward_sync_buffers=False)  # synchronised BN keeps buffers equal
     if cfg_train.compile:
         net = torch.compile(net)
     if env.device.type == "cuda":
@@ -316,6 +316,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
                 f"{env.world_size}: random streams (dropout) restart from the seed")
 
     amp_dtype = AMP_DTYPES[cfg_train.amp]
+    param_dtype = next(model.parameters()).dtype  # float32, unless built under another default dtype
     buffers = list(model.buffers())
     buffers_before_step = [b.clone() for b in buffers]
     batches = _batches(dataset, sampler, cfg_train.batch_size, cfg_data.workers, env.device.type == "cuda", start)
@@ -328,7 +329,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     try:
         for iteration in range(start, total):
             epoch, images, labels = next(batches)
-            images = images.to(env.device, non_blocking=True)
+            images = images.to(env.device, dtype=param_dtype, non_blocking=True)
             if cfg_train.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             labels = labels.to(env.device, non_blocking=True)
