@@ -102,7 +102,7 @@ def check_list(data_dir: str | Path, list_path: str | Path, *, classes: ClassInf
     try:
         entries = parse_list(list_path)
     except DgcnetError as error:
-        return CheckResult(list_path, 0, [Problem(list_path, 0, None, str(error).split(": ", 1)[-1])])
+        return CheckResult(list_path, 0, [Problem(list_path, 0, None, str(error).removeprefix(f"{list_path}: "))])
     problems: list[Problem] = []
     samples: list[Sample] = []
     first_seen: dict[tuple[str, ...], int] = {}

@@ -43,7 +43,7 @@ class _Reader:
     def integer(self, node: yaml.Node, what: str, low: int, high: int) -> int:
         if not (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":int")):
             raise self.fail(node, f"{what} must be an integer, got {node.value!r}")
-        value = int(node.value, 0) if not node.value.lstrip("+-").isdigit() else int(node.value)
+        value = yaml.safe_load(node.value)  # YAML's own integer syntax (e.g. 0x1f)
         if not low <= value <= high:
             raise self.fail(node, f"{what} must be in {low}..{high}, got {value}")
         return value

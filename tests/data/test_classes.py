@@ -52,6 +52,7 @@ def test_json_class_file_without_mapping_or_colours(tmp_path: Path) -> None:
     ("names: [a]\nid_mapping:\n  3: 0\n  4: 7\n", ":4:", "class index 7"),
     ("names: [a]\ncolour: []\n", ":2:", "unknown key 'colour'"),
     ("colors: []\n", ":1:", "missing 'names'"),
+    ("names: [a]\nignore_index: high\n", ":2:", "must be an integer, got 'high'"),
     ("names: [a\n", ":2:", "invalid YAML"),
     ("- a\n- b\n", ":1:", "expected a mapping"),
 ])
