@@ -231,3 +231,17 @@ def test_mixed_precision_and_channels_last_run(data_list, tmp_path, amp):
     losses = [json.loads(line)["loss"] for line in result.metrics_path.read_text().splitlines()]
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert all(v.dtype != torch.bfloat16 and v.dtype != torch.float16 for v in state["model"].values())
+
+
+def test_periodic_validation_keeps_the_best_checkpoint(data_list, tmp_path):
+    config = load_config(None, tiny_overrides(data_list, tmp_path / "run", steps=2, **{
+        "val.every": 1, "val.data_list": data_list, "val.tile": 65}))
+    result = train(config)
+    records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+    val = [r for r in records if "val_miou" in r]
+    assert [r["iteration"] for r in val] == [1, 2]
+    assert all(0.0 <= r["val_miou"] <= 1.0 for r in val)
+    assert result.best_miou == max(r["val_miou"] for r in val) == val[-1]["best_miou"]
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["best_miou"] == result.best_miou
+    assert best["iteration"] == max(val, key=lambda r: r["val_miou"])["iteration"]

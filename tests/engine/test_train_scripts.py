@@ -1,0 +1,40 @@
+"""The port-compatible training script, on the CPU with a tiny run."""
+import os
+import subprocess
+from pathlib import Path
+
+import torch
+
+from dgcnet.models import build_model
+from tests.engine.test_train import make_dataset
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def test_standalone_script_falls_back_to_cpu_and_writes_the_port_names(tmp_path):
+    data_list = make_dataset(tmp_path / "data", n=2)
+    backbone = {k: v for k, v in build_model("dgcnet_r18").state_dict().items() if not k.startswith(("head.", "dsn."))}
+    torch.save(backbone, tmp_path / "resnet18-deep.pth")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run(["bash", str(SCRIPTS / "run_standalone_gpu_train.sh"), str(data_list.parent), str(data_list),
+                          str(tmp_path / "resnet18-deep.pth"),
+                          "--arch", "dgcnet_r18", "--input_size", "65", "--num_steps", "1", "--workers", "0",
+                          "--ohem_keep", "1000"], cwd=work, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "warning: no GPU found, training on the CPU" in out.stderr
+    log = (work / "train_1p.log").read_text()
+    assert "warning: no GPU found" in log and "restore_from" in log and "loaded" in log
+    assert "iter = 1 of 1 completed, loss = " in log
+    assert (work / "dgc_832_1p" / "checkpoint_0000001.pt").is_file()
+    assert "input_size:\n  - 65\n  - 65" in (work / "dgc_832_1p" / "config.yaml").read_text()
+
+
+def test_distributed_scripts_launch_torchrun_with_the_port_names():
+    for n in (2, 8):
+        text = (SCRIPTS / f"run_distributed_gpu_train{n}p.sh").read_text()
+        assert f"torch.distributed.run --nproc_per_node={n} -m dgcnet train" in text
+        assert f"SAVE_DIR=./dgc_832_{n}p" in text and f"LOG=train_{n}p.log" in text
+        assert "--run_distribute 1" in text
+        assert subprocess.run(["bash", "-n", str(SCRIPTS / f"run_distributed_gpu_train{n}p.sh")]).returncode == 0
