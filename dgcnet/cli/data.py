@@ -30,8 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "data lists (train.txt, val.txt, test.txt, trainval.txt). The same seed gives "
                     "byte-identical files.")
     p.add_argument("--out", type=Path, required=True, help="output folder (must not hold a dataset yet)")
-    p.add_argument("--train", type=_count, default=40, help="training images (default: 40)")
-    p.add_argument("--val", type=_count, default=10, help="validation images (default: 10)")
+    p.add_argument("--train", type=_count, default=200, help="training images (default: 200)")
+    p.add_argument("--val", type=_count, default=20, help="validation images (default: 20)")
     p.add_argument("--test", type=_count, default=0, help="test images, listed without labels (default: 0)")
     p.add_argument("--size", type=image_size, default=(128, 256),
                    help="image size HxW (default: 128x256; 1024x2048 is the real Cityscapes size)")

@@ -398,7 +398,7 @@ def _row(rng: np.random.Generator, widths: dict[str, float], gap: float) -> list
     return out
 
 
-def write_synth(out_dir: str | Path, *, train: int = 40, val: int = 10, test: int = 0,
+def write_synth(out_dir: str | Path, *, train: int = 200, val: int = 20, test: int = 0,
                 size: tuple[int, int] = (128, 256), seed: int = 0, progress: bool = False) -> None:
     """Write a synthetic Cityscapes tree (leftImg8bit/, gtFine/) and its data lists into out_dir."""
     out_dir = Path(out_dir)
