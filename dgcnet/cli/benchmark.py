@@ -5,6 +5,8 @@ import argparse
 import json
 from dataclasses import asdict
 
+import torch
+
 from dgcnet.benchmark import AMP_DTYPES, benchmark
 from dgcnet.cli.common import image_size
 from dgcnet.models import list_models
@@ -22,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=image_size, default=(832, 832), help="input size HxW (default: 832x832)")
     p.add_argument("--mode", choices=("train", "infer"), default="infer", help="what to time (default: infer)")
     p.add_argument("--batch", type=int, default=1, help="images per step (default: 1)")
-    p.add_argument("--device", default="cuda", choices=("cpu", "cuda"), help="device (default: cuda)")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                   help="device (default: cuda when available, else cpu)")
     p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off",
                    help="mixed precision: autocast to bf16 or fp16 (fp16 training adds a gradient scaler) "
                         "(default: off)")
@@ -39,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    r = benchmark(args.arch, args.size, args.mode, batch=args.batch, device=args.device, amp=args.amp,
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    r = benchmark(args.arch, args.size, args.mode, batch=args.batch, device=device, amp=args.amp,
                   channels_last=args.channels_last, compile=args.compile, warmup=args.warmup,
                   iters=args.iters, peak_tflops=args.peak_tflops, num_classes=args.num_classes)
     if args.json:
