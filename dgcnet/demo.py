@@ -42,7 +42,7 @@ class DemoSettings:
     """What the demo makes and how it trains; the defaults are the tuned demo."""
 
     arch: str = "dgcnet_r18"
-    steps: int = 300
+    steps: int = 150
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
     image_size: tuple[int, int] = (128, 256)  # synthetic images, height x width
@@ -50,10 +50,10 @@ class DemoSettings:
     val_images: int = 20
     crop_size: tuple[int, int] | None = None  # training crop; None: a square of the image height
     batch_size: int = 8
-    lr: float = 0.02
+    lr: float = 0.05  # the recipe has 0.01 for 60000 iterations; a short schedule needs a higher rate
     # Random rescaling would show the network objects at sizes the validation images never have.
     scale: bool = False
-    validations: int = 4  # validations spread over the training (the mIoU curve); 0: none
+    validations: int = 3  # validations spread over the training (the mIoU curve); 0: none
     eval_mode: str = "whole"  # the images are small: one pass per image
     tile: int = 128  # sliding-window tile, used when eval_mode is "sliding"
     predictions: int = 4  # validation images segmented into colour and overlay PNGs
@@ -111,7 +111,7 @@ def train_overrides(settings: DemoSettings, data_dir: Path, run_dir: Path, devic
         ("run.save_dir", str(run_dir)),
         ("run.save_every", settings.steps),
         ("run.keep", 1),
-        ("run.log_every", max(1, settings.steps // 50)),
+        ("run.log_every", max(1, settings.steps // 40)),  # about 40 points on the curve
         ("run.seed", settings.seed),
         ("run.device", device.type),
     ]
@@ -175,7 +175,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
     dataset = SegmentationDataset(data_dir, data_dir / "val.txt", rgb=model.rgb)
     stride = default_stride(settings.tile)
     result = evaluate(model, dataset, mode=settings.eval_mode, tile=settings.tile, stride=stride,
-                      workers=min(settings.workers, 1), progress=progress)
+                      workers=settings.workers, progress=progress)
     if result.miou is None:
         raise DgcnetError(f"{data_dir / 'val.txt'}: no labelled validation image")
     result_dir = write_results(result, eval_dir, {
