@@ -52,8 +52,12 @@ def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def nonfinite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:
-    return [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+def check_finite(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Raise unless every floating-point tensor is finite (``path`` names the checkpoint refused)."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DgcnetError(f"{path}: not written: the weights hold non-finite values "
+                          f"({len(bad)} tensors, e.g. {bad[0]})")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -70,10 +74,7 @@ def _fsync_dir(directory: Path) -> None:
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` to ``path`` atomically. Refuses weights holding NaN or infinity."""
     path = Path(path)
-    bad = nonfinite_tensors(state["model"])
-    if bad:
-        raise DgcnetError(f"{path}: not written: the weights hold non-finite values "
-                          f"({len(bad)} tensors, e.g. {bad[0]})")
+    check_finite(state["model"], path)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         torch.save(state, f)

@@ -289,8 +289,9 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     metrics = _MetricsLog(run_dir, start, env.is_main)
 
     def save(iteration: int, path: Path | None = None) -> Path:
-        rngs = distributed.gather_objects(ckpt.rng_state(), env)
         path = path or ckpt.checkpoint_path(run_dir, iteration)
+        ckpt.check_finite(model.state_dict(), path)  # on every process, so that all stop together
+        rngs = distributed.gather_objects(ckpt.rng_state(), env)
         if env.is_main:
             ckpt.save_checkpoint({
                 "format": ckpt.FORMAT, "model": model.state_dict(), "arch": model.arch,

@@ -66,15 +66,15 @@ def data_list(tmp_path_factory) -> Path:
 
 def test_short_run_writes_checkpoints_config_metrics_and_log(data_list, tmp_path, capsys):
     run = tmp_path / "run"
-    config = load_config(None, tiny_overrides(data_list, run, steps=3, **{"run.save_every": 1, "run.keep": 2}))
+    config = load_config(None, tiny_overrides(data_list, run, steps=2, **{"run.save_every": 1, "run.keep": 1}))
     records = []
     result = train(config, on_log=records.append)
 
-    assert result.run_dir == run and result.iterations == 3 and result.skipped_steps == 0
-    assert sorted(p.name for p in run.glob("checkpoint_*.pt")) == ["checkpoint_0000002.pt", "checkpoint_0000003.pt"]
-    assert result.checkpoint == run / "checkpoint_0000003.pt"
+    assert result.run_dir == run and result.iterations == 2 and result.skipped_steps == 0
+    assert sorted(p.name for p in run.glob("checkpoint_*.pt")) == ["checkpoint_0000002.pt"]  # keep 1
+    assert result.checkpoint == run / "checkpoint_0000002.pt"
     state = torch.load(result.checkpoint, map_location="cpu", weights_only=True)
-    assert state["format"] == FORMAT and state["iteration"] == 3 and state["arch"] == "dgcnet_r18"
+    assert state["format"] == FORMAT and state["iteration"] == 2 and state["arch"] == "dgcnet_r18"
     assert state["num_classes"] == 19 and len(state["class_names"]) == 19 and state["rgb"] is True
     assert state["config"] == config_to_dict(config) and state["scaler"] is None
     assert set(state["rng"]["ranks"][0]) == {"torch", "cuda", "numpy", "python"}
@@ -85,19 +85,19 @@ def test_short_run_writes_checkpoints_config_metrics_and_log(data_list, tmp_path
 
     assert yaml.safe_load((run / "config.yaml").read_text()) == config_to_dict(config)
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert lines == records and [r["iteration"] for r in lines] == [1, 2, 3]
-    assert [r["lr"] for r in lines] == pytest.approx([0.01 * (1 - i / 3) ** 0.9 for i in range(3)])
+    assert lines == records and [r["iteration"] for r in lines] == [1, 2]
+    assert [r["lr"] for r in lines] == pytest.approx([0.01 * (1 - i / 2) ** 0.9 for i in range(2)])
     assert all(np.isfinite(r["loss"]) and r["time_per_step"] > 0 for r in lines)
     out = capsys.readouterr().out
-    logged = re.findall(r"^iter = (\d+) of 3 completed, loss = ([0-9.]+), lr=([0-9.e-]+), time=[0-9.]+seconds$",
+    logged = re.findall(r"^iter = (\d+) of 2 completed, loss = ([0-9.]+), lr=([0-9.e-]+), time=[0-9.]+seconds$",
                         out, re.M)
-    assert [int(i) for i, _, _ in logged] == [1, 2, 3]
+    assert [int(i) for i, _, _ in logged] == [1, 2]
     assert [float(loss) for _, loss, _ in logged] == pytest.approx([r["loss"] for r in lines], rel=1e-5)
 
     # A new run into a folder holding checkpoints is refused; --resume auto at the end has nothing to do.
     with pytest.raises(DgcnetError, match="already holds checkpoints"):
         train(config)
-    again = train(load_config(None, tiny_overrides(data_list, run, steps=3, **{"run.resume": "auto"})))
+    again = train(load_config(None, tiny_overrides(data_list, run, steps=2, **{"run.resume": "auto"})))
     assert again.checkpoint == result.checkpoint
     assert torch.equal(model_state(result.checkpoint)["conv1.0.weight"], state["model"]["conv1.0.weight"])
 

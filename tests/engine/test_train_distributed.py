@@ -12,7 +12,7 @@ from dgcnet.engine.train import train
 from dgcnet.models import build_model
 from tests.engine.test_train import make_dataset, tiny_overrides
 
-STEPS = 3
+STEPS = 2
 
 
 def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):

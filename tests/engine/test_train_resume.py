@@ -13,7 +13,7 @@ from dgcnet.config import load_config
 from dgcnet.engine.train import train
 from tests.engine.test_train import make_dataset, tiny_overrides
 
-STEPS = 5
+STEPS = 4
 
 
 def losses(run_dir):
@@ -48,13 +48,14 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     # What a kill in the middle of writing the next checkpoint and a log line leaves behind.
     (stopped / ".checkpoint_0000004.pt.tmp").write_bytes(b"PK\x03\x04 partial")
     with open(stopped / "metrics.jsonl", "a") as f:
-        f.write('{"iteration": 4, "lo')
+        f.write('{"iteration": 3, "lo')
 
     resumed = launch(overrides + ["run.resume=auto"])
     out, _ = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, out
     assert "resumed from" in out and "checkpoint_0000002.pt at iteration 2" in out
     assert not (stopped / ".checkpoint_0000004.pt.tmp").exists()
+    assert sorted(p.name for p in stopped.glob("*.pt")) == ["checkpoint_0000002.pt", "checkpoint_0000004.pt"]
 
     # The reference: the same run in one go, in this process.
     threads = torch.get_num_threads()
