@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from dgcnet.config import config_keys, load_config
+from dgcnet.config import TrainConfig, config_to_dict, load_config
 from dgcnet.models import list_models
 
 # The MindSpore port's train.py flags (spelled as there) and ours, with the config key each sets.
@@ -44,12 +44,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train DGCNet (one process, or one per GPU under torchrun)", allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train DGCNet with the published recipe (crop 832, batch 1 per process, SGD lr 0.01 "
-                    "momentum 0.9 wd 5e-4, poly 0.9 per iteration, 60000 iterations, OHEM 0.7 / 100000, "
-                    "aux weight 0.4).\nSettings are applied in this order: defaults, --config FILE, flags, "
-                    "then KEY=VALUE overrides.\nSeveral GPUs or machines: torchrun --nproc_per_node=N -m "
-                    "dgcnet train ...",
-        epilog="config keys (KEY=VALUE):\n  " + "\n  ".join(config_keys()))
+        description="Train DGCNet with the published recipe: crop 832, batch 1 per process, SGD lr 0.01\n"
+                    "momentum 0.9 wd 5e-4, poly 0.9 per iteration, 60000 iterations, OHEM 0.7 / 100000,\n"
+                    "aux weight 0.4. Settings apply in this order: defaults, --config FILE, flags, KEY=VALUE.\n"
+                    "Several GPUs or machines: torchrun --nproc_per_node=N -m dgcnet train ...",
+        epilog="config keys (KEY=VALUE) and defaults:\n" + "\n".join(
+            f"  {section}.{key} = {value}" for section, values in config_to_dict(TrainConfig()).items()
+            for key, value in values.items()))
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted config overrides, e.g. train.lr=0.005 data.input_size=769,769")
     p.add_argument("--config", metavar="FILE", help="YAML file holding the settings that differ from the defaults")
