@@ -30,23 +30,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "validation images (colour and overlay PNGs), draw the training curve and write a "
                     "one-page summary (OUT/summary.md). Nothing is downloaded. The defaults take about 5 "
                     "minutes on a 2-core CPU and reach mIoU >= 0.80 on the synthetic validation images.")
-    p.add_argument("--out", type=Path, default=Path("dgcnet_demo"),
+    p.add_argument("--out", type=Path, metavar="DIR", default=Path("dgcnet_demo"),
                    help="output folder, must be missing or empty (default: ./dgcnet_demo)")
-    p.add_argument("--steps", type=_positive, default=d.steps, help=f"training iterations (default: {d.steps})")
+    p.add_argument("--steps", type=_positive, metavar="N", default=d.steps, help=f"training iterations (default: {d.steps})")
     p.add_argument("--arch", choices=list_models(), default=d.arch, help=f"architecture (default: {d.arch})")
-    p.add_argument("--seed", type=int, default=d.seed,
+    p.add_argument("--seed", type=int, metavar="S", default=d.seed,
                    help=f"seed of the synthetic data and the training (default: {d.seed})")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device,
                    help="where to train and evaluate (default: auto, cuda when available)")
-    p.add_argument("--size", type=image_size, default=d.image_size,
+    p.add_argument("--size", type=image_size, metavar="HxW", default=d.image_size,
                    help=f"synthetic image size HxW (default: {d.image_size[0]}x{d.image_size[1]})")
-    p.add_argument("--train-images", type=_positive, default=d.train_images,
+    p.add_argument("--train-images", type=_positive, metavar="N", default=d.train_images,
                    help=f"synthetic training images (default: {d.train_images})")
-    p.add_argument("--val-images", type=_positive, default=d.val_images,
+    p.add_argument("--val-images", type=_positive, metavar="N", default=d.val_images,
                    help=f"synthetic validation images (default: {d.val_images})")
-    p.add_argument("--batch-size", type=_positive, default=d.batch_size,
+    p.add_argument("--batch-size", type=_positive, metavar="N", default=d.batch_size,
                    help=f"images per training step (default: {d.batch_size})")
-    p.add_argument("--crop", type=image_size, default=None,
+    p.add_argument("--crop", type=image_size, metavar="HxW", default=None,
                    help="training crop HxW (default: a square of the image height)")
     p.set_defaults(run=run)
 
