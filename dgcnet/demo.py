@@ -224,7 +224,7 @@ def summary_markdown(settings: DemoSettings, device: torch.device, result: EvalR
     resolved = {**asdict(settings), "crop_size": crop_size(settings), "device": device.type}
     settings_rows = "\n".join(f"| {k} | {'x'.join(map(str, v)) if isinstance(v, tuple) else v} |"
                               for k, v in resolved.items())
-    times = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
+    times = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items() if k != "total")
     table = format_table(class_table(result.class_names, result.iou, result.confusion), result.miou,
                          markdown=True)
     mode = f"--mode {settings.eval_mode}" + (f" --tile {settings.tile}" if settings.eval_mode == "sliding" else "")

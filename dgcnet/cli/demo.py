@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Make a synthetic Cityscapes, train a small DGCNet on it from scratch with the training "
                     "engine, evaluate it by the evaluator (OUT/eval/result/result.txt), segment a few "
                     "validation images (colour and overlay PNGs), draw the training curve and write a "
-                    "one-page summary (OUT/summary.md). Nothing is downloaded. The defaults take about 5 "
+                    "one-page summary (OUT/summary.md). Nothing is downloaded. The defaults take about 4.5 "
                     "minutes on a 2-core CPU and reach mIoU >= 0.80 on the synthetic validation images.")
     p.add_argument("--out", type=Path, metavar="DIR", default=Path("dgcnet_demo"),
                    help="output folder, must be missing or empty (default: ./dgcnet_demo)")
