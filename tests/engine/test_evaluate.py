@@ -119,7 +119,7 @@ def test_saved_predictions_reproduce_the_score(setup, protocol_run):
     for name in NAMES:
         rel = name + "_leftImg8bit.png"  # mirrors the list below the images' common folder
         with Image.open(protocol_run / "trainIds" / rel) as im:
-            train = np.asarray(im)
+            train = np.array(im)
         with Image.open(protocol_run / "labelIds" / rel) as im:
             label_ids = np.asarray(im)
         with Image.open(protocol_run / "color" / rel) as im:
