@@ -31,10 +31,29 @@ def test_standalone_script_falls_back_to_cpu_and_writes_the_port_names(tmp_path)
     assert "input_size:\n  - 65\n  - 65" in (work / "dgc_832_1p" / "config.yaml").read_text()
 
 
-def test_distributed_scripts_launch_torchrun_with_the_port_names():
+def test_distributed_scripts_launch_torchrun_with_the_port_names(tmp_path):
+    # A stand-in python records the command line it is given (and reports no GPU).
+    fake = tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\n[ "$1" = -c ] && exit 1\necho "$@" >> "$CALLS"\n')
+    fake.chmod(0o755)
     for n in (2, 8):
-        text = (SCRIPTS / f"run_distributed_gpu_train{n}p.sh").read_text()
-        assert f"torch.distributed.run --nproc_per_node={n} -m dgcnet train" in text
-        assert f"SAVE_DIR=./dgc_832_{n}p" in text and f"LOG=train_{n}p.log" in text
-        assert "--run_distribute 1" in text
-        assert subprocess.run(["bash", "-n", str(SCRIPTS / f"run_distributed_gpu_train{n}p.sh")]).returncode == 0
+        work = tmp_path / f"work{n}"
+        work.mkdir()
+        calls = tmp_path / f"calls{n}"
+        env = dict(os.environ, PYTHON=str(fake), CALLS=str(calls))
+        out = subprocess.run(["bash", str(SCRIPTS / f"run_distributed_gpu_train{n}p.sh"), "D", "L", "none", "--seed", "3"],
+                             cwd=work, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert f"training {n} CPU processes" in out.stderr
+        command = calls.read_text().split()
+        assert command[:6] == ["-m", "torch.distributed.run", f"--nproc_per_node={n}", "-m", "dgcnet", "train"]
+        assert "--run_distribute" in command and "--restore_from" not in command
+        assert command[command.index("--save_dir") + 1] == f"./dgc_832_{n}p"
+        assert command[-2:] == ["--seed", "3"]
+        assert (work / f"train_{n}p.log").is_file() and (work / f"dgc_832_{n}p").is_dir()
+
+
+def test_scripts_print_usage_without_arguments():
+    for name in ("run_standalone_gpu_train.sh", "run_distributed_gpu_train2p.sh", "run_distributed_gpu_train8p.sh"):
+        out = subprocess.run(["bash", str(SCRIPTS / name)], capture_output=True, text=True)
+        assert out.returncode == 2 and f"usage: bash {SCRIPTS / name} DATA_DIR DATA_LIST RESTORE_FROM" in out.stderr
