@@ -258,7 +258,7 @@ def test_prediction_writer_names_stay_inside_the_output(tmp_path):
 def test_standalone_script_falls_back_to_the_cpu(setup, tmp_path):
     root, _, checkpoint = setup
     script = REPO / "scripts" / "run_standalone_gpu_eval.sh"
-    env = dict(os.environ, DGCNET_EVAL_ARGS="--mode whole --workers 0", CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, PYTHON=sys.executable, DGCNET_EVAL_ARGS="--mode whole --workers 0", CUDA_VISIBLE_DEVICES="")
     done = subprocess.run(["bash", str(script), str(root), str(root / "val.txt"), str(checkpoint)],
                           cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -1,6 +1,7 @@
 """The port-compatible training script, on the CPU with a tiny run."""
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ def test_standalone_script_falls_back_to_cpu_and_writes_the_port_names(tmp_path)
     torch.save(backbone, tmp_path / "resnet18-deep.pth")
     work = tmp_path / "work"
     work.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     out = subprocess.run(["bash", str(SCRIPTS / "run_standalone_gpu_train.sh"), str(data_list.parent), str(data_list),
                           str(tmp_path / "resnet18-deep.pth"),
                           "--arch", "dgcnet_r18", "--input_size", "65", "--num_steps", "1", "--workers", "0",
