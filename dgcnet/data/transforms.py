@@ -50,7 +50,8 @@ def read_label(path: str | Path) -> np.ndarray:
 
 def normalize(image: np.ndarray, rgb: bool = True) -> torch.Tensor:
     """HxWx3 uint8 RGB -> 3xHxW float32, as the recipe normalises (rgb=True) or Caffe-style (rgb=False)."""
-    return _normalize_chw(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float(), rgb)
+    # Converting in numpy gives a fresh array, so read-only inputs (np.asarray of a PIL image) work too.
+    return _normalize_chw(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1), rgb)
 
 
 def _normalize_chw(x: torch.Tensor, rgb: bool) -> torch.Tensor:
