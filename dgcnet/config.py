@@ -43,6 +43,7 @@ class DataConfig:
     mirror: bool = True  # random horizontal flip
     rgb: bool = True     # ImageNet RGB normalisation (False: Caffe-style BGR mean subtraction)
     workers: int = 4
+    classes: str | None = None  # class file (YAML/JSON) of your own data; None: Cityscapes
 
 
 @dataclass

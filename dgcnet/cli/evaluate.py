@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dgcnet.data.cityscapes import SegmentationDataset
+from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.engine.evaluate import evaluate, write_results
 from dgcnet.engine.inference import AMP_DTYPES, MODES, default_stride
@@ -67,6 +68,9 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=count, default=2, help="image loading processes (default: 2; 0 loads inline)")
     p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=positive_int, default=None,
                    help="number of classes, only for files that do not record it (default: from the file)")
+    p.add_argument("--classes", default=None, metavar="FILE",
+                   help="class file (YAML/JSON: names, colours, ignore index, id mapping) of your own data "
+                        "(default: the class names stored with the weights; Cityscapes ids and colours for them)")
     p.add_argument("--no-fast", dest="fast", action="store_false",
                    help="run the plain model instead of the BatchNorm-folded, channels-last copy")
 
@@ -89,7 +93,9 @@ def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:
 
     device = resolve_device(args.device)
     model = load_model(args.restore_from, device=device, num_classes=args.num_classes)
-    classes = model_classes(model)
+    classes = load_class_file(args.classes) if args.classes else model_classes(model)
+    if classes.num_classes != model.num_classes:
+        raise DgcnetError(f"{args.classes}: {classes.num_classes} classes, but the model predicts {model.num_classes}")
     if args.fast:
         from dgcnet.engine.fast import optimize_for_inference
 

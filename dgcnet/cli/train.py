@@ -37,6 +37,7 @@ FLAG_KEYS = {
     "compile": "train.compile",
     "val_every": "val.every",
     "val_list": "val.data_list",
+    "classes": "data.classes",
 }
 
 
@@ -96,6 +97,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ours.add_argument("--val-every", dest="val_every", metavar="N",
                       help="validate every N iterations and keep best.pt (val.every, default 0: never)")
     ours.add_argument("--val-list", dest="val_list", metavar="FILE", help="validation list (val.data_list)")
+    ours.add_argument("--classes", metavar="FILE",
+                      help="class file of your own data: names, colours, ignore index, id mapping (data.classes, "
+                           "default: Cityscapes); set --num_classes to match")
     p.set_defaults(run=run)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dgcnet.data.labels import CITYSCAPES, ClassInfo
+from dgcnet.data.labels import CITYSCAPES, IGNORE_INDEX, ClassInfo
 from dgcnet.data.transforms import TrainAugment, normalize, read_image, read_label
 from dgcnet.errors import DgcnetError
 
@@ -100,6 +100,9 @@ class SegmentationDataset(Dataset):
             label = None if s.label is None else self.classes.to_train_ids(read_label(s.label))
         except DgcnetError as error:
             raise DgcnetError(f"{s.where}: {error}") from None
+        if label is not None and self.classes.ignore_index != IGNORE_INDEX:
+            # Losses, metrics and padding all use 255 for "ignore", whatever the class file says.
+            label = np.where(label == self.classes.ignore_index, IGNORE_INDEX, label).astype(np.uint8)
         if label is not None and label.shape != image.shape[:2]:
             raise DgcnetError(f"{s.where}: {s.label}: label size {label.shape[1]}x{label.shape[0]} "
                               f"differs from image size {image.shape[1]}x{image.shape[0]}")

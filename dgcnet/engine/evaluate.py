@@ -78,8 +78,8 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sli
             pred = logits.argmax(0)
             if label.numel():
                 try:
-                    confusion += confusion_matrix(pred, label.to(device, non_blocking=True), num_classes,
-                                                  dataset.classes.ignore_index)
+                    # The dataset gives labels with 255 for "ignore", whatever the class file says.
+                    confusion += confusion_matrix(pred, label.to(device, non_blocking=True), num_classes)
                 except ValueError as error:
                     raise DgcnetError(f"{sample.where}: {sample.label}: {error}") from None
                 num_labelled += 1

@@ -26,6 +26,8 @@ from tqdm import tqdm
 
 from dgcnet.config import TrainConfig, config_to_dict, save_config
 from dgcnet.data.cityscapes import SegmentationDataset
+from dgcnet.data.classes import load_class_file
+from dgcnet.data.labels import CITYSCAPES
 from dgcnet.engine import checkpoint as ckpt
 from dgcnet.engine import distributed
 from dgcnet.engine.distributed import DistEnv
@@ -224,7 +226,12 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     # Data: the list's cheap checks (syntax, files exist) run here, before anything heavy.
     if cfg_data.data_list is None:
         raise DgcnetError("no training list: set data.data_list (--data_list)")
-    dataset = SegmentationDataset(cfg_data.data_dir, cfg_data.data_list, train=True, crop_size=cfg_data.input_size,
+    classes = load_class_file(cfg_data.classes) if cfg_data.classes else CITYSCAPES
+    if classes.num_classes != cfg_model.num_classes:
+        raise DgcnetError(f"{cfg_data.classes or 'Cityscapes'} has {classes.num_classes} classes but "
+                          f"model.num_classes is {cfg_model.num_classes}; set model.num_classes={classes.num_classes}")
+    dataset = SegmentationDataset(cfg_data.data_dir, cfg_data.data_list, classes=classes, train=True,
+                                  crop_size=cfg_data.input_size,
                                   scale=cfg_data.scale, mirror=cfg_data.mirror, rgb=cfg_data.rgb, seed=cfg_run.seed)
     sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                  seed=cfg_run.seed)
@@ -234,11 +241,12 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     val_dataset = None
     if config.val.every:
         val_dataset = SegmentationDataset(config.val.data_dir or cfg_data.data_dir, config.val.data_list,
-                                          rgb=cfg_data.rgb)
+                                          classes=classes, rgb=cfg_data.rgb)
 
     # Model: starting weights, then synchronised BN, then the optimizer over the final parameters.
     model = build_model(cfg_model.arch, cfg_model.num_classes)
     model.rgb = cfg_data.rgb
+    model.class_names = classes.names
     for module in model.dsn.modules():
         if isinstance(module, nn.Dropout2d):
             module.p = cfg_model.aux_dropout
