@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -7,7 +5,6 @@ from PIL import Image
 
 import dgcnet
 from dgcnet.cli import main
-from dgcnet.data.labels import CITYSCAPES
 from dgcnet.engine.predict import collect_inputs, encode_prediction, output_names, parse_formats
 from dgcnet.errors import DgcnetError
 from tests.engine.test_evaluate import calibrated_r18, save_train_checkpoint
