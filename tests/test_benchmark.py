@@ -65,7 +65,8 @@ def test_gpu_check_dry_run(tmp_path):
                     "--skip-compile", "--out", str(tmp_path)], check=True, capture_output=True, cwd=root)
     results = json.loads((tmp_path / "gpu_check.json").read_text())["results"]
     assert not [r for r in results if "error" in r or "note" in r]
-    checks = {r["setting"].split(" ", 2)[2]: r for r in results if r["stage"] == "check"}
+    checks = {label: r for r in results if r["stage"] == "check"
+              for label in ("fp32 (TF32 off)", "bf16 autocast") if r["setting"].endswith(label)}
     assert checks["fp32 (TF32 off)"]["rel_error"] < 1e-4
     assert 0.5 < checks["bf16 autocast"]["argmax_agreement"] <= 1
     train = [r for r in results if r["stage"] == "train"]
