@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from dgcnet.config import load_config
+from dgcnet.engine.distributed import resolve_device
 from dgcnet.data.cityscapes import SegmentationDataset, read_list
 from dgcnet.data.labels import CITYSCAPES
 from dgcnet.data.synth import write_synth
@@ -83,14 +84,6 @@ def _check_out_dir(out_dir: Path) -> None:
                           f"or remove it")
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DgcnetError("device cuda requested but CUDA is not available")
-    return torch.device(name)
-
-
 def crop_size(settings: DemoSettings) -> tuple[int, int]:
     h, w = settings.image_size
     return settings.crop_size or (h, min(h, w))
@@ -147,7 +140,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
     settings = settings or DemoSettings()
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
-    device = _resolve_device(settings.device)
+    device = resolve_device(settings.device)
     data_dir, run_dir, eval_dir = out_dir / "data", out_dir / "train", out_dir / "eval"
     predictions_dir = out_dir / "predictions"
     seconds: dict[str, float] = {}

@@ -4,6 +4,25 @@ from __future__ import annotations
 import argparse
 
 
+def count(text: str) -> int:
+    """A whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
+    value = count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def image_size(text: str) -> tuple[int, int]:
     """Parse 'HxW' (or a single number for a square) into (height, width)."""
     parts = text.lower().split("x")

@@ -6,19 +6,12 @@ import os
 import sys
 from pathlib import Path
 
-from dgcnet.cli.common import image_size
+from dgcnet.cli.common import count, image_size
 from dgcnet.data.check import check_list
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES
 from dgcnet.data.lists import write_lists
 from dgcnet.data.synth import write_synth
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a count >= 0, got {text}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,9 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "data lists (train.txt, val.txt, test.txt, trainval.txt). The same seed gives "
                     "byte-identical files.")
     p.add_argument("--out", type=Path, required=True, help="output folder (must not hold a dataset yet)")
-    p.add_argument("--train", type=_count, default=200, help="training images (default: 200)")
-    p.add_argument("--val", type=_count, default=20, help="validation images (default: 20)")
-    p.add_argument("--test", type=_count, default=0, help="test images, listed without labels (default: 0)")
+    p.add_argument("--train", type=count, default=200, help="training images (default: 200)")
+    p.add_argument("--val", type=count, default=20, help="validation images (default: 20)")
+    p.add_argument("--test", type=count, default=0, help="test images, listed without labels (default: 0)")
     p.add_argument("--size", type=image_size, default=(128, 256),
                    help="image size HxW (default: 128x256; 1024x2048 is the real Cityscapes size)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -74,8 +67,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_lists(args: argparse.Namespace) -> int:
-    for name, count in write_lists(args.data_dir, args.out).items():
-        print(f"{args.out / name}: {count} lines")
+    for name, lines in write_lists(args.data_dir, args.out).items():
+        print(f"{args.out / name}: {lines} lines")
     return 0
 
 

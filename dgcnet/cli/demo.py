@@ -6,19 +6,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from dgcnet.cli.common import image_size
+from dgcnet.cli.common import image_size, positive_int
 from dgcnet.demo import DemoSettings, run_demo
 from dgcnet.models import list_models
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "minutes on a 2-core CPU and reach mIoU >= 0.80 on the synthetic validation images.")
     p.add_argument("--out", type=Path, metavar="DIR", default=Path("dgcnet_demo"),
                    help="output folder, must be missing or empty (default: ./dgcnet_demo)")
-    p.add_argument("--steps", type=_positive, metavar="N", default=d.steps, help=f"training iterations (default: {d.steps})")
+    p.add_argument("--steps", type=positive_int, metavar="N", default=d.steps, help=f"training iterations (default: {d.steps})")
     p.add_argument("--arch", choices=list_models(), default=d.arch, help=f"architecture (default: {d.arch})")
     p.add_argument("--seed", type=int, metavar="S", default=d.seed,
                    help=f"seed of the synthetic data and the training (default: {d.seed})")
@@ -40,11 +30,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="where to train and evaluate (default: auto, cuda when available)")
     p.add_argument("--size", type=image_size, metavar="HxW", default=d.image_size,
                    help=f"synthetic image size HxW (default: {d.image_size[0]}x{d.image_size[1]})")
-    p.add_argument("--train-images", type=_positive, metavar="N", default=d.train_images,
+    p.add_argument("--train-images", type=positive_int, metavar="N", default=d.train_images,
                    help=f"synthetic training images (default: {d.train_images})")
-    p.add_argument("--val-images", type=_positive, metavar="N", default=d.val_images,
+    p.add_argument("--val-images", type=positive_int, metavar="N", default=d.val_images,
                    help=f"synthetic validation images (default: {d.val_images})")
-    p.add_argument("--batch-size", type=_positive, metavar="N", default=d.batch_size,
+    p.add_argument("--batch-size", type=positive_int, metavar="N", default=d.batch_size,
                    help=f"images per training step (default: {d.batch_size})")
     p.add_argument("--crop", type=image_size, metavar="HxW", default=None,
                    help="training crop HxW (default: a square of the image height)")

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
 from torch import nn
 
+from dgcnet.cli.common import count, positive_int
 from dgcnet.data.cityscapes import SegmentationDataset
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
+from dgcnet.engine.distributed import resolve_device
 from dgcnet.engine.evaluate import evaluate, write_results
 from dgcnet.engine.inference import AMP_DTYPES, MODES, default_stride
 from dgcnet.engine.predict import FORMAT_DIRS, PredictionWriter, parse_formats
@@ -26,23 +27,6 @@ def scales_list(text: str) -> tuple[float, ...]:
     if not scales or min(scales) <= 0:
         raise argparse.ArgumentTypeError(f"expected positive numbers like 0.75,1.0,1.25, got {text!r}")
     return scales
-
-
-def positive_int(text: str) -> int:
-    value = count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
-def count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
 
 
 def add_inference_args(p: argparse.ArgumentParser) -> None:
@@ -73,18 +57,6 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
                         "(default: the class names stored with the weights; Cityscapes ids and colours for them)")
     p.add_argument("--no-fast", dest="fast", action="store_false",
                    help="run the plain model instead of the BatchNorm-folded, channels-last copy")
-
-
-def resolve_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DgcnetError(f"unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DgcnetError(f"device {name} requested but CUDA is not available")
-    return device
 
 
 def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:

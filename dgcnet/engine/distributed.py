@@ -35,14 +35,20 @@ class DistEnv:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
+def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
+    """'auto' or None: CUDA when available, else the CPU. A bare 'cuda' picks this process's GPU."""
+    if name is None or name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DgcnetError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DgcnetError("run.device is cuda but no CUDA device is available (use --device cpu)")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+            raise DgcnetError(f"device {name} asked for, but CUDA is not available (use --device cpu)")
+        if device.index is None:
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return device
 
 
 def setup(device: str, distributed: bool | None) -> DistEnv:
