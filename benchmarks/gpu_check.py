@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dgcnet.benchmark import benchmark  # noqa: E402
+from dgcnet.benchmark import benchmark, train_step  # noqa: E402
 from dgcnet.engine.fast import optimize_for_inference  # noqa: E402
 from dgcnet.engine.inference import default_stride, infer_logits, tile_grid  # noqa: E402
 from dgcnet.models import build_model  # noqa: E402
@@ -46,7 +46,7 @@ def settings(tiny: bool) -> dict:
     if tiny:  # dgcnet_r18 at tiny sizes: runs every stage end to end on a CPU in seconds
         return dict(arch="dgcnet_r18", check_size=(64, 128), train_size=(65, 65), batches=(2, 3),
                     eval_size=(129, 257), tile=97, warmup=1, iters=2, eval_images=2)
-    return dict(arch="dgcnet_r101", check_size=(256, 512), train_size=(832, 832), batches=(8, 12, 16),
+    return dict(arch="dgcnet_r101", check_size=(256, 512), train_size=(832, 832), batches=(8, 16, 24),
                 eval_size=(1024, 2048), tile=832, warmup=3, iters=10, eval_images=6)
 
 
@@ -114,6 +114,30 @@ def stage_train(cfg: dict, device: torch.device, batch: int, compile: bool) -> d
     return train_row(benchmark(cfg["arch"], cfg["train_size"], "train", batch=batch, device=str(device),
                                amp="bf16", channels_last=True, compile=compile, warmup=cfg["warmup"],
                                iters=cfg["iters"]))
+
+
+def stage_profile(cfg: dict, device: torch.device, batch: int) -> dict:
+    """Where one eager training step (bf16, channels-last) spends its device time: the operators
+    with the largest share of the self time, for choosing what to speed up next."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build_model(cfg["arch"]).to(device).to(memory_format=torch.channels_last)
+    step = train_step(model, model.num_classes, batch, cfg["train_size"], device, "bf16", True, False)
+    for _ in range(2):  # cuDNN's algorithm search and the allocator's first growth
+        step()
+    sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        sync(device)
+    events = prof.key_averages()
+    time_of = (lambda e: e.self_device_time_total) if device.type == "cuda" else (lambda e: e.self_cpu_time_total)
+    total = sum(time_of(e) for e in events) or 1
+    top = sorted(events, key=time_of, reverse=True)[:12]
+    shares = {e.key: time_of(e) / total for e in top}
+    return dict(stage="profile", setting=f"{cfg['arch']} {cfg['train_size'][0]}x{cfg['train_size'][1]} batch {batch} "
+                                        "bf16 channels-last compile off, one step", step_ms=total / 1000,
+                shares=shares)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -196,6 +220,10 @@ def markdown(env: dict, rows: list[dict], elapsed: float) -> str:
             result = (f"{r['images_per_s']:.2f} images/s ({r['ms_per_image']:.0f} ms/image{memory}); "
                       f"{VAL_IMAGES} val images in {r['val_projection_s']:.0f} s")
             goal = f"{VAL_IMAGES} images < {VAL_GOAL_S:g} s"
+        elif r["stage"] == "profile":
+            result = f"{r['step_ms']:.0f} ms in operators: " + ", ".join(
+                f"{name} {100 * share:.1f}%" for name, share in r["shares"].items())
+            goal = ""
         else:
             result, goal = "", ""
         lines.append(f"| {r['stage']} | {r['setting']} | {result} | {goal} |")
@@ -272,6 +300,7 @@ def main() -> int:
         if result is None or "error" in result:
             break
         largest = batch
+    run("profile", "one eager training step", stage_profile, cfg, device, largest or 1)
     run("eval", "sliding window, bf16", stage_eval, cfg, device, "bf16")
     run("eval", "sliding window, fp32", stage_eval, cfg, device, "off")
     if not args.skip_compile:

@@ -135,8 +135,9 @@ def time_steps(step: Callable[[], object], device: torch.device, warmup: int, it
     return first, times
 
 
-def _train_step(model: nn.Module, num_classes: int, batch: int, size: tuple[int, int], device: torch.device,
-                amp: str, channels_last: bool) -> Callable[[], None]:
+def train_step(model: nn.Module, num_classes: int, batch: int, size: tuple[int, int], device: torch.device,
+               amp: str, channels_last: bool, compile: bool) -> Callable[[], None]:
+    """One training step on fixed random data: forward, the recipe's loss, backward, SGD."""
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
@@ -147,10 +148,17 @@ def _train_step(model: nn.Module, num_classes: int, batch: int, size: tuple[int,
     labels = torch.randint(0, num_classes, (batch, *size), device=device, generator=generator)
     dtype = AMP_DTYPES[amp]
 
+    def forward_loss(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
+            outputs = model(images)
+        return dgcnet_loss(outputs, labels)
+
+    if compile:  # one graph for the network and the loss, as the training engine compiles it
+        forward_loss = torch.compile(forward_loss)
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
-            loss = dgcnet_loss(model(images), labels)
+        loss = forward_loss(images, labels)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -208,8 +216,7 @@ def benchmark(arch: str = "dgcnet_r101", size: tuple[int, int] = (832, 832), mod
     if mode == "train":
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        runner = torch.compile(model) if compile else model
-        step = _train_step(runner, model.num_classes, batch, size, dev, amp, channels_last)
+        step = train_step(model, model.num_classes, batch, size, dev, amp, channels_last, compile)
     else:
         fast = optimize_for_inference(model, channels_last=channels_last, compile=compile)
         step = _infer_step(fast, batch, size, dev, amp)

@@ -73,5 +73,9 @@ def test_gpu_check_dry_run(tmp_path):
     assert [r["batch"] for r in train] == [1, 2, 3] and all(r["images_per_s"] > 0 for r in train)
     evals = [r for r in results if r["stage"] == "eval"]
     assert len(evals) == 2 and all(r["val_projection_s"] == pytest.approx(500 / r["images_per_s"]) for r in evals)
+    profile = [r for r in results if r["stage"] == "profile"]
+    assert len(profile) == 1 and profile[0]["step_ms"] > 0
+    assert 0 < sum(profile[0]["shares"].values()) <= 1 + 1e-9
     table = (tmp_path / "gpu_check.md").read_text()
     assert table.count("\n| train |") == 3 and table.count("\n| eval |") == 2
+    assert table.count("\n| profile |") == 1

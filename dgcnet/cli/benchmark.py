@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="mixed precision: autocast to bf16 or fp16 (fp16 training adds a gradient scaler) "
                         "(default: off)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for weights and inputs")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (warm-up includes compiling)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (train: the model and the loss as one graph; warm-up includes compiling)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before timing (default: 3)")
     p.add_argument("--iters", type=int, default=10, help="timed steps (default: 10)")
     p.add_argument("--num-classes", type=int, default=19, help="number of classes (default: 19)")

@@ -93,7 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="mixed precision; fp16 uses a gradient scaler (train.amp, default off)")
     ours.add_argument("--channels-last", dest="channels_last", action="store_const", const=True,
                       help="channels-last memory format (train.channels_last)")
-    ours.add_argument("--compile", action="store_const", const=True, help="torch.compile the model (train.compile)")
+    ours.add_argument("--compile", action="store_const", const=True, help="torch.compile the model and the loss as one graph (train.compile)")
     ours.add_argument("--val-every", dest="val_every", metavar="N",
                       help="validate every N iterations and keep best.pt (val.every, default 0: never)")
     ours.add_argument("--val-list", dest="val_list", metavar="FILE", help="validation list (val.data_list)")

@@ -116,7 +116,7 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fold
     channels_last: NHWC weights and inputs, the layout oneDNN and cuDNN convolutions prefer.
     winograd: run the wide 3x3 convolutions by the Winograd algorithm (``dgcnet.engine.winograd``);
     default: when the model is on the CPU (GPU libraries choose their own algorithms). It keeps
-    a 4x larger transformed copy of those filters (about 0.7 GB more for dgcnet_r101).
+    a 4x larger transformed copy of those filters (754 MiB more for dgcnet_r101).
     compile: ``torch.compile`` the result (the first call compiles; later calls are faster).
     Mixed precision stays the caller's choice: wrap the call in ``torch.autocast``.
     """

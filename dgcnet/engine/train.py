@@ -280,8 +280,15 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     if env.distributed:
         net = DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None,
                                       forward_sync_buffers=False)  # synchronised BN keeps buffers equal
-    if cfg_train.compile:
-        net = torch.compile(net)
+
+    def forward_loss(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            outputs = net(images)
+        return dgcnet_loss(outputs, labels, ohem_thresh=config.loss.ohem_thresh,
+                           ohem_min_kept=config.loss.ohem_min_kept, aux_weight=config.loss.aux_weight)
+
+    if cfg_train.compile:  # one graph for the network and the loss: the loss's full-size passes fuse
+        forward_loss = torch.compile(forward_loss)
     if env.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -348,10 +355,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
             for saved, buffer in zip(buffers_before_step, buffers):
                 saved.copy_(buffer)
 
-            with torch.autocast(env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                outputs = net(images)
-            loss = dgcnet_loss(outputs, labels, ohem_thresh=config.loss.ohem_thresh,
-                               ohem_min_kept=config.loss.ohem_min_kept, aux_weight=config.loss.aux_weight)
+            loss = forward_loss(images, labels)
             optimizer.zero_grad(set_to_none=True)
             # Every process takes the same decision, so DDP's collectives stay in step.
             finite = distributed.all_true(bool(torch.isfinite(loss.detach())), env)
