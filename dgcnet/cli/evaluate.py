@@ -56,7 +56,8 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
                    help="class file (YAML/JSON: names, colours, ignore index, id mapping) of your own data "
                         "(default: the class names stored with the weights; Cityscapes ids and colours for them)")
     p.add_argument("--no-fast", dest="fast", action="store_false",
-                   help="run the plain model instead of the BatchNorm-folded, channels-last copy")
+                   help="run the plain model instead of the fast copy (BatchNorm folded, channels-last, "
+                        "Winograd 3x3 convolutions on the CPU; same logits within 1e-4 relative)")
 
 
 def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:
