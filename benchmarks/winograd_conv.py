@@ -4,13 +4,16 @@
     python benchmarks/winograd_conv.py --profile dgcnet_r101 --size 512x1024
 
 The shapes are DGCNet's at a 512x1024 input (stride 8 from layer2 on): each convolution with
-random weights and input, channels-last, fastest of --runs after two warm-up runs; relative
+random weights and input, channels-last, the two timed in turn --runs times after two warm-up
+runs (fastest time of each; speed-up = median of the per-run ratios), with large
+freed blocks kept for reuse as in the fast path (``keep_freed_memory``); relative
 errors of both against the float64 result. With --profile, also the operator shares of one
 forward of the fast inference path of that model (random weights).
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,24 +24,30 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgcnet.cli.common import image_size  # noqa: E402
-from dgcnet.engine.fast import optimize_for_inference  # noqa: E402
-from dgcnet.engine.winograd import winograd_conv3x3, winograd_weight  # noqa: E402
+from dgcnet.engine.fast import keep_freed_memory, optimize_for_inference  # noqa: E402
+from dgcnet.engine.winograd import WinogradConv2d, winograd_conv3x3, winograd_weight  # noqa: E402
 from dgcnet.models import build_model, list_models  # noqa: E402
+from dgcnet.models.complexity import count_flops  # noqa: E402
 
 # (channels, height, width, dilation, where in DGCNet at 512x1024)
 SHAPES = [(256, 64, 128, 2, "layer3"), (512, 64, 128, 4, "layer4"), (512, 97, 97, 2, "head-sized, odd size"),
           (128, 64, 128, 1, "layer2"), (64, 128, 256, 1, "layer1 (stays direct)")]
 
 
-def fastest_ms(function, runs: int) -> float:
-    function()
-    function()
-    times = []
+def paired_ms(first, second, runs: int) -> tuple[float, float, float]:
+    """Time two functions in turn, ``runs`` times after two warm-up calls each: the fastest time of
+    each (ms) and the median of the per-run ratios first / second (steady when the host's speed drifts)."""
+    for _ in range(2):
+        first()
+        second()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1000
+        for function, out in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            function()
+            out.append(time.perf_counter() - start)
+    ratio = statistics.median(a / b for a, b in zip(*times))
+    return min(times[0]) * 1000, min(times[1]) * 1000, ratio
 
 
 def relative_error(a: torch.Tensor, exact: torch.Tensor) -> float:
@@ -49,14 +58,22 @@ def profile_model(arch: str, size: tuple[int, int]) -> None:
     from torch.profiler import profile
 
     torch.manual_seed(0)
-    fast = optimize_for_inference(build_model(arch).eval())
+    model = build_model(arch).eval()
+    fast = optimize_for_inference(model)
     image = torch.randn(1, 3, *size)
+    winograd_flops = []
+    hooks = [m.register_forward_hook(lambda m, _, out: winograd_flops.append(2 * out.numel() * m.conv.in_channels * 9))
+             for m in fast.modules() if isinstance(m, WinogradConv2d)]
     fast(image)
+    for hook in hooks:
+        hook.remove()
+    share = sum(winograd_flops) / count_flops(model, size)
+    print(f"\n{arch}: {len(hooks)} Winograd convolutions, {100 * share:.0f}% of the forward's FLOPs at {size[0]}x{size[1]}")
     with profile() as prof:
         fast(image)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    print(f"\n{arch} fast path, one forward at {size[0]}x{size[1]}: {total / 1e6:.2f} s in operators")
+    print(f"fast path, one forward: {total / 1e6:.2f} s in operators")
     for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]:
         print(f"  {e.key:32s} {100 * e.self_cpu_time_total / total:5.1f}%")
 
@@ -67,9 +84,11 @@ def main() -> int:
     parser.add_argument("--profile", choices=list_models(), default=None, help="also profile this model's fast path")
     parser.add_argument("--size", type=image_size, default=(512, 1024), help="image size for --profile (default: 512x1024)")
     args = parser.parse_args()
+    keep_freed_memory()  # as the fast inference path does on the CPU
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    print("| convolution (channels in = out) | direct ms | Winograd ms | speed-up | rel. error, direct / Winograd |")
+    print("| convolution (channels in = out) | direct ms (fastest) | Winograd ms (fastest) | speed-up (median) "
+          "| rel. error, direct / Winograd |")
     print("|---|---|---|---|---|")
     g = torch.Generator().manual_seed(0)
     for channels, height, width, dilation, where in SHAPES:
@@ -82,10 +101,11 @@ def main() -> int:
             exact = F.conv2d(x.double(), weight.double(), bias.double(), padding=dilation, dilation=dilation)
             direct = F.conv2d(x, weight, bias, padding=dilation, dilation=dilation)
             wino = winograd_conv3x3(x, weight_t, bias, dilation)
-            direct_ms = fastest_ms(lambda: F.conv2d(x, weight, bias, padding=dilation, dilation=dilation), args.runs)
-            wino_ms = fastest_ms(lambda: winograd_conv3x3(x, weight_t, bias, dilation), args.runs)
+            direct_ms, wino_ms, ratio = paired_ms(
+                lambda: F.conv2d(x, weight, bias, padding=dilation, dilation=dilation),
+                lambda: winograd_conv3x3(x, weight_t, bias, dilation), args.runs)
         print(f"| {channels}, {height}x{width}, dilation {dilation} ({where}) | {direct_ms:.1f} | {wino_ms:.1f} | "
-              f"{direct_ms / wino_ms:.2f}x | {relative_error(direct, exact):.1e} / {relative_error(wino, exact):.1e} |")
+              f"{ratio:.2f}x | {relative_error(direct, exact):.1e} / {relative_error(wino, exact):.1e} |")
     if args.profile:
         profile_model(args.profile, args.size)
     return 0
