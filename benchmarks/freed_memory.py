@@ -24,12 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dgcnet.cli.common import image_size  # noqa: E402
 from dgcnet.data.synth import synth_scene  # noqa: E402
 from dgcnet.data.transforms import normalize  # noqa: E402
-from dgcnet.engine.fast import keep_freed_memory, optimize_for_inference  # noqa: E402
+from dgcnet.engine.fast import M_MMAP_MAX, M_TRIM_THRESHOLD, keep_freed_memory, optimize_for_inference  # noqa: E402
 from dgcnet.models import build_model, list_models  # noqa: E402
 
 # glibc's defaults (malloc.h): at most 65536 mapped blocks, freed memory above 128 KiB at the top
 # of the heap returned to the system.
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 DEFAULT_MMAP_MAX, DEFAULT_TRIM_THRESHOLD = 65536, 128 * 1024
 
 
@@ -45,7 +44,7 @@ def main() -> int:
     parser.add_argument("--size", type=image_size, default=(512, 1024), help="image size HxW (default: 512x1024)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per setting (default: 5)")
     args = parser.parse_args()
-    libc = ctypes.CDLL("libc.so.6")
+    libc = ctypes.CDLL(None)
 
     torch.manual_seed(0)
     model = build_model(args.arch).eval()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import ctypes
-import ctypes.util
 
 import torch
 from torch import nn
@@ -30,8 +29,8 @@ _CONV = (nn.Conv1d, nn.Conv2d)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 # glibc mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
 
 
 def keep_freed_memory() -> bool:
@@ -43,12 +42,12 @@ def keep_freed_memory() -> bool:
     512x1024 on a 2-core machine. Afterwards the process keeps its peak memory instead of returning
     it to the system. Returns False, changing nothing, where the C library has no ``mallopt``.
     """
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    try:  # the process's own symbols: the C library is already loaded, nothing to search for
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 @torch.no_grad()
