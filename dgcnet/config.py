@@ -42,7 +42,9 @@ class DataConfig:
     scale: bool = True   # random scale 0.7..2.1
     mirror: bool = True  # random horizontal flip
     rgb: bool = True     # ImageNet RGB normalisation (False: Caffe-style BGR mean subtraction)
-    workers: int = 4
+    # Loader processes per training process; None: the CPUs this process may use, shared by the
+    # training processes on this machine, one CPU left to each training process.
+    workers: int | None = None
     classes: str | None = None  # class file (YAML/JSON) of your own data; None: Cityscapes
 
 
@@ -247,7 +249,7 @@ def validate(config: TrainConfig) -> None:
         (config.train.lr > 0, "train.lr must be positive"),
         (config.train.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be at least 1"),
         (config.loss.ohem_min_kept >= 0, "loss.ohem_min_kept must not be negative"),
-        (config.data.workers >= 0, "data.workers must not be negative"),
+        (config.data.workers is None or config.data.workers >= 0, "data.workers must not be negative"),
         (config.run.save_every >= 1, "run.save_every must be at least 1"),
         (config.run.keep >= 1, "run.keep must be at least 1"),
         (config.run.log_every >= 1, "run.log_every must be at least 1"),

@@ -85,7 +85,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="continue from a checkpoint; auto: the latest in the run folder, if any (run.resume)")
     ours.add_argument("--device", choices=["auto", "cpu", "cuda"], help="run.device (default auto: cuda if present)")
     ours.add_argument("--workers", "--num_workers", dest="workers", metavar="N",
-                      help="data loader processes per training process (data.workers, default 4)")
+                      help="data loader processes per training process (data.workers; default: this machine's "
+                           "CPUs shared by its training processes, one CPU left to each)")
     ours.add_argument("--seed", metavar="S", help="random seed; process r uses S + r (run.seed, default 0)")
     ours.add_argument("--log-every", dest="log_every", metavar="N",
                       help="iterations per log line and metrics record (run.log_every, default 10)")

@@ -115,16 +115,14 @@ class TrainAugment:
         else:
             y0, y1, wy = _linear_taps(height, h, top, bottom)
             x0, x1, wx = _linear_taps(width, w, left, right)
-            # Gather the four neighbours of each output pixel as uint8 (rows, then columns, from
-            # the part of the image the crop needs), then blend in float.
+            # Separable: blend the two source rows of each output row (only the columns the crop
+            # needs), then the two columns of each output pixel.
             first, last = int(x0[0]), int(x1[-1]) + 1
             region = src[:, first:last]
+            rows = torch.lerp(region.index_select(0, y0).float(), region.index_select(0, y1).float(),
+                              wy.view(-1, 1, 1))
             x0, x1 = x0 - first, x1 - first
-            rows0, rows1 = region.index_select(0, y0), region.index_select(0, y1)
-            wy, wx = wy.view(-1, 1, 1), wx.view(1, -1, 1)
-            upper = torch.lerp(rows0.index_select(1, x0).float(), rows0.index_select(1, x1).float(), wx)
-            lower = torch.lerp(rows1.index_select(1, x0).float(), rows1.index_select(1, x1).float(), wx)
-            patch = torch.lerp(upper, lower, wy).permute(2, 0, 1)
+            patch = torch.lerp(rows.index_select(1, x0), rows.index_select(1, x1), wx.view(1, -1, 1)).permute(2, 0, 1)
             ny, nx = _nearest_taps(height, h, top, bottom), _nearest_taps(width, w, left, right)
             y[: bottom - top, : right - left] = torch.from_numpy(label).index_select(0, ny).index_select(1, nx)
         x[:, : bottom - top, : right - left] = _normalize_chw(patch, self.rgb)

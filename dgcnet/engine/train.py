@@ -108,6 +108,15 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def default_workers(local_processes: int = 1) -> int:
+    """Loader workers per training process when ``data.workers`` is unset: the CPUs this process
+    may use, shared by the ``local_processes`` training processes on this machine, less one for
+    each training process itself. One worker decodes about 8 full-size Cityscapes samples a second
+    (benchmarks/loader_throughput.py), so one fast GPU needs eight or more."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus // max(1, local_processes) - 1)
+
+
 def _batches(dataset: SegmentationDataset, sampler: DistributedSampler, batch_size: int, workers: int,
              pin_memory: bool, start: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """(epoch, images, labels) for iterations start, start+1, ...: the shuffle comes from
@@ -190,14 +199,15 @@ def _resume_path(resume: str | None, run_dir: Path) -> Path | None:
     return Path(resume)
 
 
-def _validate(model: DGCNet, config: TrainConfig, dataset: SegmentationDataset, device: torch.device) -> float:
+def _validate(model: DGCNet, config: TrainConfig, dataset: SegmentationDataset, device: torch.device,
+              workers: int) -> float:
     """mIoU of a plain (unsynchronised, eval-mode) copy of the weights on the validation list."""
     from dgcnet.engine.evaluate import evaluate
 
     plain = build_model(model.arch, model.num_classes)
     plain.load_state_dict(model.state_dict())
     result = evaluate(plain, dataset, mode=config.val.mode, tile=config.val.tile, device=device,
-                      amp=config.train.amp, workers=config.data.workers, progress=False)
+                      amp=config.train.amp, workers=workers, progress=False)
     if result.miou is None:
         raise DgcnetError(f"{config.val.data_list}: no labelled image to validate on")
     return result.miou
@@ -298,9 +308,12 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
         save_config(config, run_dir / "config.yaml")
     total = cfg_train.num_steps
     params = sum(p.numel() for p in model.parameters())
+    workers = cfg_data.workers
+    if workers is None:
+        workers = default_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     say(f"training {cfg_model.arch} ({params:,} parameters) on {len(dataset)} images, {env.world_size} "
-        f"process(es) x batch {cfg_train.batch_size} on {env.device}, iterations {start}..{total}, "
-        f"run folder {run_dir}")
+        f"process(es) x batch {cfg_train.batch_size} on {env.device}, {workers} loader worker(s) each, "
+        f"iterations {start}..{total}, run folder {run_dir}")
     metrics = _MetricsLog(run_dir, start, env.is_main)
 
     def save(iteration: int, path: Path | None = None) -> Path:
@@ -335,7 +348,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     param_dtype = next(model.parameters()).dtype  # float32, unless built under another default dtype
     buffers = list(model.buffers())
     buffers_before_step = [b.clone() for b in buffers]
-    batches = _batches(dataset, sampler, cfg_train.batch_size, cfg_data.workers, env.device.type == "cuda", start)
+    batches = _batches(dataset, sampler, cfg_train.batch_size, workers, env.device.type == "cuda", start)
     bar = tqdm(total=total, initial=start, unit="it", file=sys.stderr, dynamic_ncols=True,
                disable=not (env.is_main and sys.stderr.isatty()))
     last_checkpoint = resume_from
@@ -410,7 +423,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
                 last_checkpoint = save(done)
 
             if val_dataset is not None and (done % config.val.every == 0 or done == total):
-                miou = _validate(model, config, val_dataset, env.device) if env.is_main else None
+                miou = _validate(model, config, val_dataset, env.device, workers) if env.is_main else None
                 miou = distributed.gather_objects(miou, env)[0]  # every process learns the result
                 improved = best_miou is None or miou > best_miou
                 best_miou = miou if improved else best_miou

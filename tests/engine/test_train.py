@@ -102,6 +102,21 @@ def test_short_run_writes_checkpoints_config_metrics_and_log(data_list, tmp_path
     assert torch.equal(model_state(result.checkpoint)["conv1.0.weight"], state["model"]["conv1.0.weight"])
 
 
+def test_default_loader_workers_share_the_cpus_among_local_processes(monkeypatch):
+    assert load_config(None, []).data.workers is None  # the default: chosen at start from the CPUs
+    monkeypatch.setattr(train_module.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert [train_module.default_workers(n) for n in (1, 2, 8, 16, 32)] == [15, 7, 1, 1, 1]
+    monkeypatch.setattr(train_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert train_module.default_workers() == 1
+
+
+def test_unset_workers_are_resolved_and_logged(data_list, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(train_module, "default_workers", lambda local_processes=1: 0)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    train(load_config(None, tiny_overrides(data_list, tmp_path / "run", steps=1, **{"data.workers": "none"})))
+    assert ", 0 loader worker(s) each," in capsys.readouterr().out
+
+
 def test_bad_data_list_fails_before_training(tmp_path):
     data_list = make_dataset(tmp_path / "data", n=2)
     data_list.write_text(data_list.read_text() + "img/missing.png\tlab/missing.png\n")
