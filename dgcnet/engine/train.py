@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from dgcnet.config import TrainConfig, config_to_dict, save_config
@@ -117,24 +117,45 @@ def default_workers(local_processes: int = 1) -> int:
     return max(1, cpus // max(1, local_processes) - 1)
 
 
+class _EpochSamples(Dataset):
+    """The training samples keyed by (epoch, index): one loader, and its workers, serve every epoch,
+    so no epoch starts by waiting for freshly started workers."""
+
+    def __init__(self, dataset: SegmentationDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+def _batch_keys(sampler: DistributedSampler, batch_size: int, start: int) -> Iterator[list[tuple[int, int]]]:
+    """(epoch, index) keys of the batches of iterations start, start+1, ...: the shuffle comes from
+    (seed, epoch), so resuming mid-epoch skips exactly the batches already seen."""
+    per_epoch = len(sampler) // batch_size
+    epoch, position = divmod(start, per_epoch)
+    while True:
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+        for b in range(position, per_epoch):
+            yield [(epoch, i) for i in indices[b * batch_size:(b + 1) * batch_size]]
+        epoch, position = epoch + 1, 0
+
+
 def _batches(dataset: SegmentationDataset, sampler: DistributedSampler, batch_size: int, workers: int,
              pin_memory: bool, start: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """(epoch, images, labels) for iterations start, start+1, ...: the shuffle comes from
-    (seed, epoch), each sample from (seed, epoch, index), so resuming mid-epoch skips exactly the
-    batches already seen without loading them."""
+    """(epoch, images, labels) for iterations start, start+1, ...; each sample comes from
+    (seed, epoch, index) alone, whatever the workers."""
     per_epoch = len(sampler) // batch_size
-    iteration = start
-    while True:
-        epoch, position = divmod(iteration, per_epoch)
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
-        indices = list(sampler)[position * batch_size:per_epoch * batch_size]
-        # Its own generator: creating loader workers must not consume the global (dropout) RNG.
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
-                            pin_memory=pin_memory, drop_last=True, generator=torch.Generator())
-        for images, labels, _ in loader:
-            yield epoch, images, labels
-            iteration += 1
+    # Its own generator: creating loader workers must not consume the global (dropout) RNG.
+    loader = DataLoader(_EpochSamples(dataset), batch_sampler=_batch_keys(sampler, batch_size, start),
+                        num_workers=workers, pin_memory=pin_memory, generator=torch.Generator())
+    for iteration, (images, labels, _) in enumerate(loader, start):
+        yield iteration // per_epoch, images, labels
 
 
 class _MetricsLog:

@@ -12,6 +12,7 @@ from torch import nn
 
 import dgcnet.engine.train as train_module
 from dgcnet.config import config_to_dict, load_config
+from dgcnet.data import SegmentationDataset
 from dgcnet.engine.checkpoint import FORMAT, save_checkpoint
 from dgcnet.engine.distributed import AllReduceBatchNorm, _convert_to_all_reduce
 from dgcnet.engine.train import build_optimizer, poly_lr, restore_weights, train
@@ -108,6 +109,30 @@ def test_default_loader_workers_share_the_cpus_among_local_processes(monkeypatch
     assert [train_module.default_workers(n) for n in (1, 2, 8, 16, 32)] == [15, 7, 1, 1, 1]
     monkeypatch.setattr(train_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert train_module.default_workers() == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_one_loader_serves_every_epoch_from_any_start(data_list, workers):
+    """Batches across epoch boundaries, from a mid-epoch start, equal the samples drawn by hand:
+    the epoch's shuffle, then each sample with its own epoch's augmentation."""
+    from torch.utils.data import DistributedSampler
+
+    dataset = SegmentationDataset(data_list.parent, data_list, train=True, crop_size=(24, 24), seed=5)
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=5)
+    batches = train_module._batches(dataset, sampler, batch_size=2, workers=workers, pin_memory=False, start=1)
+    got = [next(batches) for _ in range(4)]  # 4 images, batch 2: iterations 1..4 span epochs 0, 1, 2
+    batches.close()
+
+    reference = SegmentationDataset(data_list.parent, data_list, train=True, crop_size=(24, 24), seed=5)
+    for iteration, (got_epoch, images, labels) in enumerate(got, 1):
+        epoch, position = divmod(iteration, 2)
+        sampler.set_epoch(epoch)
+        reference.set_epoch(epoch)
+        expected = [reference[i] for i in list(sampler)[2 * position:2 * position + 2]]
+        assert got_epoch == epoch
+        assert torch.equal(images, torch.stack([x for x, _, _ in expected]))
+        assert torch.equal(labels, torch.stack([y for _, y, _ in expected]))
+    assert not torch.equal(got[0][1], got[1][1])
 
 
 def test_unset_workers_are_resolved_and_logged(data_list, tmp_path, capsys, monkeypatch):
