@@ -135,6 +135,15 @@ def test_one_loader_serves_every_epoch_from_any_start(data_list, workers):
     assert not torch.equal(got[0][1], got[1][1])
 
 
+def test_batches_moved_to_the_device_in_the_training_dtype_and_layout():
+    batches = iter([(0, torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long))] * 2)
+    moved = list(train_module._on_device(batches, torch.device("cpu"), torch.float64, channels_last=True))
+    assert [epoch for epoch, _, _ in moved] == [0, 0]
+    _, images, labels = moved[0]
+    assert images.dtype == torch.float64 and images.is_contiguous(memory_format=torch.channels_last)
+    assert labels.dtype == torch.long and labels.shape == (2, 8, 8)
+
+
 def test_unset_workers_are_resolved_and_logged(data_list, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(train_module, "default_workers", lambda local_processes=1: 0)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
