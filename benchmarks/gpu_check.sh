@@ -2,8 +2,9 @@
 # One GPU check that fits a single 8-minute device call (no install, no network):
 # GPU logits against CPU fp32, training images/s of dgcnet_r101 at 832x832 (bf16, channels-last,
 # compile off and on, batch 1 and the largest that fits), sliding-window evaluation images/s at
-# 1024x2048 projected to the 500 val images; one markdown table, also in $OUT/gpu_check.md and
-# $OUT/gpu_check.json when $OUT is set.
+# 1024x2048 projected to the 500 val images, then (if time is left) training through the engine
+# with data loading; one markdown table, also in $OUT/gpu_check.md and $OUT/gpu_check.json when
+# $OUT is set.
 #
 #   bash benchmarks/gpu_check.sh            # on the GPU machine, from the repository root
 #   BUDGET_S=300 bash benchmarks/gpu_check.sh

@@ -76,6 +76,8 @@ def test_gpu_check_dry_run(tmp_path):
     profile = [r for r in results if r["stage"] == "profile"]
     assert len(profile) == 1 and profile[0]["step_ms"] > 0
     assert 0 < sum(profile[0]["shares"].values()) <= 1 + 1e-9
+    engine = [r for r in results if r["stage"] == "engine"]
+    assert len(engine) == 1 and engine[0]["images_per_s"] == pytest.approx(2000 / engine[0]["ms_per_step"])
     table = (tmp_path / "gpu_check.md").read_text()
     assert table.count("\n| train |") == 3 and table.count("\n| eval |") == 2
-    assert table.count("\n| profile |") == 1
+    assert table.count("\n| profile |") == 1 and table.count("\n| engine |") == 1
