@@ -413,8 +413,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
             lr = poly_lr(cfg_train.lr, iteration, total, cfg_train.poly_power)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            for saved, buffer in zip(buffers_before_step, buffers):
-                saved.copy_(buffer)
+            torch._foreach_copy_(buffers_before_step, buffers)  # a few kernels, not one per buffer
 
             loss = forward_loss(images, labels)
             optimizer.zero_grad(set_to_none=True)
@@ -437,8 +436,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
                 loss_steps += 1
             else:
                 # Forward already moved the BN running statistics towards the bad batch: undo that.
-                for saved, buffer in zip(buffers_before_step, buffers):
-                    buffer.copy_(saved)
+                torch._foreach_copy_(buffers, buffers_before_step)
                 optimizer.zero_grad(set_to_none=True)
                 skipped += 1
                 nonfinite_in_row += 1
