@@ -43,7 +43,7 @@ class DataConfig:
     mirror: bool = True  # random horizontal flip
     rgb: bool = True     # ImageNet RGB normalisation (False: Caffe-style BGR mean subtraction)
     # Loader processes per training process; None: the CPUs this process may use, shared by the
-    # training processes on this machine, one CPU left to each training process.
+    # training processes on this machine, one CPU left to each training process, at most 16.
     workers: int | None = None
     classes: str | None = None  # class file (YAML/JSON) of your own data; None: Cityscapes
 

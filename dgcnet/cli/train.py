@@ -86,7 +86,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ours.add_argument("--device", choices=["auto", "cpu", "cuda"], help="run.device (default auto: cuda if present)")
     ours.add_argument("--workers", "--num_workers", dest="workers", metavar="N",
                       help="data loader processes per training process (data.workers; default: this machine's "
-                           "CPUs shared by its training processes, one CPU left to each)")
+                           "CPUs shared by its training processes, one CPU left to each, at most 16)")
     ours.add_argument("--seed", metavar="S", help="random seed; process r uses S + r (run.seed, default 0)")
     ours.add_argument("--log-every", dest="log_every", metavar="N",
                       help="iterations per log line and metrics record (run.log_every, default 10)")

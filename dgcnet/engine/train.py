@@ -111,10 +111,11 @@ def _seed_everything(seed: int) -> None:
 def default_workers(local_processes: int = 1) -> int:
     """Loader workers per training process when ``data.workers`` is unset: the CPUs this process
     may use, shared by the ``local_processes`` training processes on this machine, less one for
-    each training process itself. One worker decodes about 8 full-size Cityscapes samples a second
-    (benchmarks/loader_throughput.py), so one fast GPU needs eight or more."""
+    each training process itself, and at most 16. One worker prepares about 8 full-size
+    Cityscapes samples a second (benchmarks/loader_throughput.py), so one fast GPU needs eight or
+    more; beyond 16, workers mostly add batches waiting in shared memory."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cpus // max(1, local_processes) - 1)
+    return max(1, min(16, cpus // max(1, local_processes) - 1))
 
 
 class _EpochSamples(Dataset):

@@ -107,6 +107,8 @@ def test_default_loader_workers_share_the_cpus_among_local_processes(monkeypatch
     assert load_config(None, []).data.workers is None  # the default: chosen at start from the CPUs
     monkeypatch.setattr(train_module.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert [train_module.default_workers(n) for n in (1, 2, 8, 16, 32)] == [15, 7, 1, 1, 1]
+    monkeypatch.setattr(train_module.os, "sched_getaffinity", lambda pid: set(range(96)), raising=False)
+    assert [train_module.default_workers(n) for n in (1, 4, 8)] == [16, 16, 11]
     monkeypatch.setattr(train_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert train_module.default_workers() == 1
 
