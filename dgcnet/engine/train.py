@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from tqdm import tqdm
 
 from dgcnet.config import TrainConfig, config_to_dict, save_config
@@ -120,7 +120,9 @@ def default_workers(local_processes: int = 1) -> int:
 
 class _EpochSamples(Dataset):
     """The training samples keyed by (epoch, index): one loader, and its workers, serve every epoch,
-    so no epoch starts by waiting for freshly started workers."""
+    so no epoch starts by waiting for freshly started workers. A file that cannot be read gives
+    its one-line message instead of a sample: raised in a loader worker, the error would reach the
+    user wrapped in the worker's traceback."""
 
     def __init__(self, dataset: SegmentationDataset) -> None:
         self.dataset = dataset
@@ -128,10 +130,21 @@ class _EpochSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int] | str:
         epoch, index = key
         self.dataset.set_epoch(epoch)
-        return self.dataset[index]
+        try:
+            return self.dataset[index]
+        except DgcnetError as error:
+            return str(error)
+
+
+def _collate(items: list[tuple[torch.Tensor, torch.Tensor, int] | str]) -> list | str:
+    """A batch, or the message of its first unreadable sample."""
+    for item in items:
+        if isinstance(item, str):
+            return item
+    return default_collate(items)
 
 
 def _batch_keys(sampler: DistributedSampler, batch_size: int, start: int) -> Iterator[list[tuple[int, int]]]:
@@ -154,8 +167,11 @@ def _batches(dataset: SegmentationDataset, sampler: DistributedSampler, batch_si
     per_epoch = len(sampler) // batch_size
     # Its own generator: creating loader workers must not consume the global (dropout) RNG.
     loader = DataLoader(_EpochSamples(dataset), batch_sampler=_batch_keys(sampler, batch_size, start),
-                        num_workers=workers, pin_memory=pin_memory, generator=torch.Generator())
-    for iteration, (images, labels, _) in enumerate(loader, start):
+                        num_workers=workers, collate_fn=_collate, pin_memory=pin_memory, generator=torch.Generator())
+    for iteration, batch in enumerate(loader, start):
+        if isinstance(batch, str):
+            raise DgcnetError(batch)
+        images, labels, _ = batch
         yield iteration // per_epoch, images, labels
 
 

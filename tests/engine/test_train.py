@@ -153,6 +153,18 @@ def test_unset_workers_are_resolved_and_logged(data_list, tmp_path, capsys, monk
     assert ", 0 loader worker(s) each," in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_unreadable_image_in_training_is_one_line_naming_the_list_line(tmp_path, workers):
+    data_list = make_dataset(tmp_path / "data", n=3)
+    (tmp_path / "data" / "img" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")  # exists, unreadable
+    overrides = tiny_overrides(data_list, tmp_path / "run", steps=6, **{"data.workers": workers})
+    with pytest.raises(DgcnetError) as caught:
+        train(load_config(None, overrides))
+    message = str(caught.value)
+    assert message.startswith(f"{data_list}:2: {tmp_path / 'data' / 'img' / '1.png'}: cannot read image (")
+    assert "\n" not in message and "Traceback" not in message
+
+
 def test_bad_data_list_fails_before_training(tmp_path):
     data_list = make_dataset(tmp_path / "data", n=2)
     data_list.write_text(data_list.read_text() + "img/missing.png\tlab/missing.png\n")
