@@ -5,7 +5,7 @@ full-size 1024x2048 Cityscapes-style PNGs (made with `dgcnet synth --size 1024x2
 
 Prints samples/s for one worker (one thread, as in a DataLoader worker), by process CPU time and
 by wall time, and where the CPU time goes (PNG decoding of image and label, label-id mapping,
-augmentation).
+augmentation); then whole images/s as evaluation loads them (no crop, the full image normalised).
 """
 from __future__ import annotations
 
@@ -63,6 +63,14 @@ def main() -> None:
               f"(crop {args.crop}, images {h}x{w}, {args.samples} samples)")
         for key, seconds in parts.items():
             print(f"  {key:14s} {1000 * seconds / args.samples:7.1f} ms/sample (CPU time)")
+
+        # Evaluation and prediction load whole images: decode, map ids, normalise the full image.
+        whole = SegmentationDataset(data, data / "train.txt", train=False)
+        cpu_start = time.process_time()
+        for i in range(args.samples):
+            whole[i % len(whole)]
+        cpu = time.process_time() - cpu_start
+        print(f"{args.samples / cpu:.1f} whole images/s per worker by CPU time (evaluation loading, {h}x{w})")
 
 
 if __name__ == "__main__":

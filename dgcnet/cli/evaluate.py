@@ -49,7 +49,8 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
                    help="mixed precision for the forward pass; logits are summed in float32 (default: off)")
     p.add_argument("--device", default=None,
                    help="torch device, e.g. cuda, cuda:1, cpu (default: cuda when available, else cpu)")
-    p.add_argument("--workers", type=count, default=2, help="image loading processes (default: 2; 0 loads inline)")
+    p.add_argument("--workers", type=count, default=None,
+                   help="image loading processes; 0 loads inline (default: the CPUs less one, at most 16)")
     p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=positive_int, default=None,
                    help="number of classes, only for files that do not record it (default: from the file)")
     p.add_argument("--classes", default=None, metavar="FILE",

@@ -1,6 +1,7 @@
 """Data lists (``image<TAB>label`` per line, relative to the data dir) and the dataset reading them."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,16 @@ def check_files_exist(samples: list[Sample]) -> None:
         for path in (s.image, s.label):
             if path is not None and not path.is_file():
                 raise DgcnetError(f"{s.where}: {path}: no such file")
+
+
+def default_workers(local_processes: int = 1) -> int:
+    """Loader workers per process when none are asked for: the CPUs this process may use, shared
+    by the ``local_processes`` training (or evaluating) processes on this machine, less one for
+    each of those processes, and at most 16. One worker prepares about 8 training crops, or 8
+    whole 2048x1024 images, a second (benchmarks/loader_throughput.py), so one fast GPU needs
+    several; beyond 16, workers mostly add batches waiting in shared memory."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(16, cpus // max(1, local_processes) - 1))
 
 
 class SegmentationDataset(Dataset):

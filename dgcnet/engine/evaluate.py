@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dgcnet.data.cityscapes import SegmentationDataset
+from dgcnet.data.cityscapes import SegmentationDataset, default_workers
 from dgcnet.engine.inference import infer_logits, model_device
 from dgcnet.engine.predict import PredictionWriter, output_names
 from dgcnet.errors import DgcnetError
@@ -43,13 +43,14 @@ class EvalResult:
 def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sliding", tile: int = 832,
              stride: int | None = None, scales: Sequence[float] = (1.0,), flip: bool = False,
              batch_tiles: int = 4, device: str | torch.device | None = None, amp: str = "off",
-             workers: int = 2, progress: bool = True, writer: PredictionWriter | None = None) -> EvalResult:
+             workers: int | None = None, progress: bool = True, writer: PredictionWriter | None = None) -> EvalResult:
     """Run ``model`` over an evaluation dataset (``train=False``) and score it.
 
     Defaults are the published protocol: sliding window, tile 832, stride 555, single scale, no
     flip. ``device`` moves the model (default: where it is). Loading runs in ``workers`` loader
-    processes, overlapping inference. ``writer`` receives every prediction (train ids), named
-    after the image's path (see :func:`output_names`). The model's train/eval mode is restored afterwards.
+    processes (default: :func:`default_workers`), overlapping inference. ``writer`` receives every
+    prediction (train ids), named after the image's path (see :func:`output_names`). The model's
+    train/eval mode is restored afterwards.
     """
     if dataset.train:
         raise ValueError("evaluate needs a dataset built with train=False")
@@ -60,6 +61,7 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sli
     model.eval()
     num_classes = dataset.classes.num_classes
     confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
+    workers = default_workers() if workers is None else workers
     loader = DataLoader(_Reporting(dataset), batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
     names = output_names([s.image for s in dataset.samples]) if writer is not None else []
     num_labelled = 0

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from dgcnet.data.cityscapes import default_workers
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.data.transforms import normalize, read_image
 from dgcnet.engine.inference import infer_logits, model_device
@@ -210,13 +211,15 @@ class _ImageFiles(Dataset):
 def predict_files(model: nn.Module, inputs: Sequence[InputImage], output_dir: str | Path,
                   formats: Sequence[str], *, classes: ClassInfo = CITYSCAPES, mode: str = "sliding",
                   tile: int = 832, stride: int | None = None, scales: Sequence[float] = (1.0,),
-                  flip: bool = False, batch_tiles: int = 4, amp: str = "off", workers: int = 2,
+                  flip: bool = False, batch_tiles: int = 4, amp: str = "off", workers: int | None = None,
                   progress: bool = True) -> list[str]:
     """Predict every input and write the requested formats; returns one error line per image
-    that could not be read (the others are still written)."""
+    that could not be read (the others are still written). ``workers``: loader processes
+    (default: :func:`default_workers`)."""
     model.eval()
     device = model_device(model)
     dataset = _ImageFiles(inputs, getattr(model, "rgb", True), keep_rgb="overlay" in formats)
+    workers = default_workers() if workers is None else workers
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
     errors: list[str] = []
     with PredictionWriter(output_dir, formats, classes) as writer:

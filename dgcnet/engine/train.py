@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from tqdm import tqdm
 
 from dgcnet.config import TrainConfig, config_to_dict, save_config
-from dgcnet.data.cityscapes import SegmentationDataset
+from dgcnet.data.cityscapes import SegmentationDataset, default_workers
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES
 from dgcnet.engine import checkpoint as ckpt
@@ -106,16 +106,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def default_workers(local_processes: int = 1) -> int:
-    """Loader workers per training process when ``data.workers`` is unset: the CPUs this process
-    may use, shared by the ``local_processes`` training processes on this machine, less one for
-    each training process itself, and at most 16. One worker prepares about 8 full-size
-    Cityscapes samples a second (benchmarks/loader_throughput.py), so one fast GPU needs eight or
-    more; beyond 16, workers mostly add batches waiting in shared memory."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(16, cpus // max(1, local_processes) - 1))
 
 
 class _EpochSamples(Dataset):

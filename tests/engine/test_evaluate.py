@@ -153,11 +153,14 @@ def test_official_cityscapes_script_agrees(setup, protocol_run, tmp_path):
         assert official["classScores"][name] == pytest.approx(iou, abs=1e-12)
 
 
-def test_evaluate_api_matches_per_image_predictions(setup):
+def test_evaluate_api_matches_per_image_predictions(setup, monkeypatch):
     root, model, _ = setup
     dataset = SegmentationDataset(root, root / "val.txt", train=False)
     model.train()
-    result = evaluate(model, dataset, mode="whole", workers=0, progress=False)
+    chosen = []  # without workers=, the loader takes dgcnet.data.default_workers()
+    monkeypatch.setattr("dgcnet.engine.evaluate.default_workers", lambda: chosen.append(1) or 1)
+    result = evaluate(model, dataset, mode="whole", progress=False)
+    assert chosen == [1]
     assert model.training  # the caller's mode is restored
     expected = np.zeros((19, 19), dtype=np.int64)
     for index in range(len(dataset)):

@@ -104,13 +104,15 @@ def test_short_run_writes_checkpoints_config_metrics_and_log(data_list, tmp_path
 
 
 def test_default_loader_workers_share_the_cpus_among_local_processes(monkeypatch):
+    import dgcnet.data.cityscapes as cityscapes
+
     assert load_config(None, []).data.workers is None  # the default: chosen at start from the CPUs
-    monkeypatch.setattr(train_module.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    assert [train_module.default_workers(n) for n in (1, 2, 8, 16, 32)] == [15, 7, 1, 1, 1]
-    monkeypatch.setattr(train_module.os, "sched_getaffinity", lambda pid: set(range(96)), raising=False)
-    assert [train_module.default_workers(n) for n in (1, 4, 8)] == [16, 16, 11]
-    monkeypatch.setattr(train_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert train_module.default_workers() == 1
+    monkeypatch.setattr(cityscapes.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert [cityscapes.default_workers(n) for n in (1, 2, 8, 16, 32)] == [15, 7, 1, 1, 1]
+    monkeypatch.setattr(cityscapes.os, "sched_getaffinity", lambda pid: set(range(96)), raising=False)
+    assert [cityscapes.default_workers(n) for n in (1, 4, 8)] == [16, 16, 11]
+    monkeypatch.setattr(cityscapes.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert cityscapes.default_workers() == 1
 
 
 @pytest.mark.parametrize("workers", [0, 2])
