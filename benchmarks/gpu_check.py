@@ -150,8 +150,10 @@ def stage_train(cfg: dict, device: torch.device, batch: int, compile: bool) -> d
 
 
 def stage_profile(cfg: dict, device: torch.device, batch: int) -> dict:
-    """Where one eager training step (bf16, channels-last) spends its device time: the operators
-    with the largest share of the self time, for choosing what to speed up next."""
+    """Where one eager training step (bf16, channels-last) spends its device time: the kernels (or,
+    on the CPU, operators) with the largest share of the self time, and the convolutions by
+    input and weight shape (a 3x3 weight on the stride-8 maps is a dilated one), for choosing
+    what to speed up next."""
     from torch.profiler import ProfilerActivity, profile
 
     model = build_model(cfg["arch"]).to(device).to(memory_format=torch.channels_last)
@@ -160,17 +162,27 @@ def stage_profile(cfg: dict, device: torch.device, batch: int) -> dict:
         step()
     sync(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=True) as prof:
         step()
         sync(device)
+    if device.type == "cuda":
+        self_time, total_time = (lambda e: e.self_device_time_total), (lambda e: e.device_time_total)
+    else:
+        self_time, total_time = (lambda e: e.self_cpu_time_total), (lambda e: e.cpu_time_total)
     events = prof.key_averages()
-    time_of = (lambda e: e.self_device_time_total) if device.type == "cuda" else (lambda e: e.self_cpu_time_total)
-    total = sum(time_of(e) for e in events) or 1
-    top = sorted(events, key=time_of, reverse=True)[:12]
-    shares = {e.key: time_of(e) / total for e in top}
+    total = sum(self_time(e) for e in events) or 1  # self times partition the step's time
+    top = sorted(events, key=self_time, reverse=True)[:12]
+    # aten::convolution once per forward convolution, aten::convolution_backward once per backward.
+    convs = [e for e in prof.key_averages(group_by_input_shape=True)
+             if e.key in ("aten::convolution", "aten::convolution_backward")]
+    def conv_name(e) -> str:  # backward's arguments are (grad_output, input, weight, ...)
+        image, weight = e.input_shapes[1:3] if e.key.endswith("backward") else e.input_shapes[:2]
+        return f"{'bwd' if e.key.endswith('backward') else 'fwd'} {image} x {weight} (x{e.count})"
+
+    conv_shapes = {conv_name(e): total_time(e) / total for e in sorted(convs, key=total_time, reverse=True)[:10]}
     return dict(stage="profile", setting=f"{cfg['arch']} {cfg['train_size'][0]}x{cfg['train_size'][1]} batch {batch} "
                                         "bf16 channels-last compile off, one step", step_ms=total / 1000,
-                shares=shares)
+                shares={e.key: self_time(e) / total for e in top}, conv_shapes=conv_shapes)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -258,8 +270,10 @@ def markdown(env: dict, rows: list[dict], elapsed: float) -> str:
                       f"{VAL_IMAGES} val images in {r['val_projection_s']:.0f} s")
             goal = f"{VAL_IMAGES} images < {VAL_GOAL_S:g} s"
         elif r["stage"] == "profile":
-            result = f"{r['step_ms']:.0f} ms in operators: " + ", ".join(
+            result = f"{r['step_ms']:.0f} ms of kernel time (CPU: operator time): " + ", ".join(
                 f"{name} {100 * share:.1f}%" for name, share in r["shares"].items())
+            result += "; convolutions by shape: " + ", ".join(
+                f"{name} {100 * share:.1f}%" for name, share in r["conv_shapes"].items())
             goal = ""
         else:
             result, goal = "", ""

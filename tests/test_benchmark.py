@@ -76,6 +76,10 @@ def test_gpu_check_dry_run(tmp_path):
     profile = [r for r in results if r["stage"] == "profile"]
     assert len(profile) == 1 and profile[0]["step_ms"] > 0
     assert 0 < sum(profile[0]["shares"].values()) <= 1 + 1e-9
+    convs = profile[0]["conv_shapes"]
+    assert any(name.startswith("fwd [3, 512, 9, 9] x [512, 512, 3, 3]") for name in convs)
+    assert any(name.startswith("bwd [3, 512, 9, 9] x [512, 512, 3, 3]") for name in convs)
+    assert 0 < sum(convs.values()) <= 1 + 1e-9
     engine = [r for r in results if r["stage"] == "engine"]
     assert len(engine) == 1 and engine[0]["images_per_s"] == pytest.approx(2000 / engine[0]["ms_per_step"])
     table = (tmp_path / "gpu_check.md").read_text()
