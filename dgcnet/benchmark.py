@@ -1,7 +1,6 @@
 """Time training steps or inference passes of a model and relate them to its FLOP count."""
 from __future__ import annotations
 
-import resource
 import statistics
 import sys
 import time
@@ -111,8 +110,13 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _peak_memory_mb(device: torch.device) -> float:
+    """Peak memory in MiB: CUDA's max allocated, else the process's peak RSS (NaN where unknown)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return float("nan")
     # ru_maxrss is in KiB on Linux and in bytes on macOS.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10

@@ -20,7 +20,15 @@ import yaml
 from dgcnet.errors import DgcnetError
 
 AMP_MODES = ("off", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICE_HELP = "cpu, cuda, cuda:N or auto"
+
+
+def is_device(name: str) -> bool:
+    """True for the devices every command accepts: cpu, cuda, cuda:N (N a GPU index) and auto."""
+    kind, colon, index = name.partition(":")
+    if not colon:
+        return kind in ("auto", "cpu", "cuda")
+    return kind == "cuda" and index.isascii() and index.isdigit()
 
 
 @dataclass
@@ -130,7 +138,7 @@ def _parse_bool(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
-def _parse_size(value: Any) -> tuple[int, int]:
+def parse_size(value: Any) -> tuple[int, int]:
     """832, "832", "832,832", "832x832", [832, 832] -> (832, 832)."""
     if isinstance(value, str):
         value = [p for p in value.lower().replace("x", ",").split(",") if p.strip()]
@@ -172,7 +180,7 @@ def _parse_value(value: Any, hint: Any) -> Any:
             raise ValueError("expected a string")
         return str(value)
     if typing.get_origin(hint) is tuple:
-        return _parse_size(value)
+        return parse_size(value)
     raise TypeError(f"unsupported config type {hint}")
 
 
@@ -241,7 +249,7 @@ def validate(config: TrainConfig) -> None:
         (config.model.arch in list_models(), f"model.arch: unknown arch {config.model.arch!r}; choose one of "
                                              f"{', '.join(list_models())}"),
         (config.train.amp in AMP_MODES, f"train.amp: expected one of {', '.join(AMP_MODES)}, got {config.train.amp!r}"),
-        (config.run.device in DEVICES, f"run.device: expected one of {', '.join(DEVICES)}, got {config.run.device!r}"),
+        (is_device(config.run.device), f"run.device: expected {DEVICE_HELP}, got {config.run.device!r}"),
         (config.model.num_classes >= 1, "model.num_classes must be at least 1"),
         (0.0 <= config.model.aux_dropout < 1.0, "model.aux_dropout must be in [0, 1)"),
         (config.train.batch_size >= 1, "train.batch_size must be at least 1"),

@@ -26,7 +26,7 @@ from dgcnet.data.labels import CITYSCAPES
 from dgcnet.data.synth import write_synth
 from dgcnet.data.transforms import read_image, read_label
 from dgcnet.engine.evaluate import EvalResult, evaluate, write_results
-from dgcnet.engine.fast import optimize_for_inference
+from dgcnet.engine.fast import keep_freed_memory, optimize_for_inference
 from dgcnet.engine.inference import default_stride
 from dgcnet.engine.predict import FORMAT_DIRS, collect_inputs, predict_files
 from dgcnet.engine.train import train
@@ -59,6 +59,8 @@ class DemoSettings:
     tile: int = 128  # sliding-window tile, used when eval_mode is "sliding"
     predictions: int = 4  # validation images segmented into colour and overlay PNGs
     workers: int = 1  # data loading processes
+    # Let the fast path on the CPU keep large freed blocks (a process-wide malloc setting).
+    keep_freed_memory: bool = False
 
 
 @dataclass
@@ -106,7 +108,7 @@ def train_overrides(settings: DemoSettings, data_dir: Path, run_dir: Path, devic
         ("run.keep", 1),
         ("run.log_every", max(1, settings.steps // 40)),  # about 40 points on the curve
         ("run.seed", settings.seed),
-        ("run.device", device.type),
+        ("run.device", str(device)),
     ]
     if settings.validations:
         pairs += [("val.every", max(1, settings.steps // settings.validations)), ("val.data_list", str(data_dir / "val.txt")),
@@ -164,6 +166,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
 
     say(f"[3/5] evaluating on {settings.val_images} validation images ({settings.eval_mode})")
     t = time.perf_counter()
+    heap = "keep freed blocks" if settings.keep_freed_memory and device.type == "cpu" and keep_freed_memory() else "default"
     model = optimize_for_inference(load_model(trained.checkpoint, device=device))
     dataset = SegmentationDataset(data_dir, data_dir / "val.txt", rgb=model.rgb)
     stride = default_stride(settings.tile)
@@ -174,7 +177,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
     result_dir = write_results(result, eval_dir, {
         "restore_from": str(trained.checkpoint), "data_list": str(data_dir / "val.txt"),
         "mode": settings.eval_mode, "tile": settings.tile, "stride": stride, "scales": [1.0], "flip": False,
-        "amp": "off", "device": str(device)})
+        "amp": "off", "device": str(device), "fast": True, "heap": heap})
     seconds["eval"] = time.perf_counter() - t
 
     samples = read_list(data_dir / "val.txt", data_dir)[:settings.predictions]

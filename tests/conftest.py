@@ -1,18 +1,10 @@
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-# The reference files (state-dict names, MindSpore samples, Cityscapes lists) live in ../shared.
-SHARED = Path(os.environ.get("DGCNET_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"reference folder {SHARED} not found (set DGCNET_SHARED)")
-    return SHARED
+# Reference files the tests compare against (what each is: fixtures/README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture

@@ -1,33 +1,61 @@
-"""The `dgcnet` command line: parse arguments, call library functions, print results."""
+"""The `dgcnet` command line: parse arguments, call library functions, print results.
+
+Each command module defines add_parser(subparsers, help) and its run(args) -> exit status. A module
+is imported only when its command runs, so `dgcnet --help` stays quick and imports no torch.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Sequence
 
-import dgcnet
-from dgcnet.cli import benchmark, convert, data, demo, evaluate, export, info, predict, train
+from dgcnet import __version__
+from dgcnet.cli.common import CommandAdder, add_spelling_aliases
 from dgcnet.errors import DgcnetError
 
-# Each command module defines add_parser(subparsers) and run(args) -> exit status.
-COMMANDS = [demo, info, data, train, convert, export, evaluate, predict, benchmark]
+# command -> (module in dgcnet.cli that defines it, one-line help)
+COMMANDS = {
+    "demo": ("demo", "see DGCNet learn: synthetic Cityscapes, train, evaluate, predict (a few minutes on a CPU)"),
+    "info": ("info", "parameters and FLOPs of an architecture"),
+    "synth": ("data", "write a synthetic Cityscapes dataset"),
+    "lists": ("data", "write data lists: the authors' Cityscapes lists, or lists of a dataset folder"),
+    "check-data": ("data", "check every file of a data list"),
+    "train": ("train", "train DGCNet (one process, or one per GPU under torchrun)"),
+    "convert": ("convert", "convert weights between PyTorch .pth, safetensors and MindSpore .ckpt"),
+    "export": ("export", "export a model to ONNX"),
+    "eval": ("evaluate", "mIoU on a data list (sliding window, tile 832, as published)"),
+    "predict": ("predict", "segment images (files, folders, globs) and write PNGs"),
+    "benchmark": ("benchmark", "time training steps or inference passes"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with the full arguments of ``commands`` (default: all), the others listed by name."""
     parser = argparse.ArgumentParser(
         prog="dgcnet",
         description="DGCNet (Dual Graph Convolutional Network) for semantic segmentation: "
-                    "train, evaluate, predict, convert weights.",
+                    "train, evaluate, predict, convert weights. 'dgcnet COMMAND --help' explains a command.",
     )
-    parser.add_argument("--version", action="version", version=f"dgcnet {dgcnet.__version__}")
+    parser.add_argument("--version", action="version", version=f"dgcnet {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in COMMANDS:
-        command.add_parser(subparsers)
+    wanted = {COMMANDS[name][0] for name in (COMMANDS if commands is None else commands)}
+    adder = CommandAdder(subparsers, {name: help for name, (_, help) in COMMANDS.items()})
+    for name, (module, help) in COMMANDS.items():
+        if name in subparsers.choices:  # added with an earlier command of its module
+            continue
+        if module in wanted:
+            importlib.import_module(f"dgcnet.cli.{module}").add_parser(adder)
+        else:  # listed by name only; main() builds the full parser of the command it runs
+            subparsers.add_parser(name, help=help)
+    add_spelling_aliases(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser([command] if command in COMMANDS else [])
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

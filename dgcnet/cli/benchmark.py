@@ -5,16 +5,15 @@ import argparse
 import json
 from dataclasses import asdict
 
-import torch
-
 from dgcnet.benchmark import AMP_DTYPES, benchmark
-from dgcnet.cli.common import image_size
+from dgcnet.cli.common import CommandAdder, add_device_arg, count, image_size, positive_int
+from dgcnet.engine.distributed import resolve_device
 from dgcnet.models import list_models
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: CommandAdder) -> None:
     p = subparsers.add_parser(
-        "benchmark", help="time training steps or inference passes",
+        "benchmark",
         description="Time a model with random weights on random inputs: median/min/max ms per step "
                     "after warm-up, images/s, peak memory, achieved TFLOP/s (from the FLOP counter) and, "
                     "on known GPUs or with --peak-tflops, the share of peak. Train mode times forward + "
@@ -23,17 +22,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default="dgcnet_r101", choices=list_models(), help="architecture (default: dgcnet_r101)")
     p.add_argument("--size", type=image_size, default=(832, 832), help="input size HxW (default: 832x832)")
     p.add_argument("--mode", choices=("train", "infer"), default="infer", help="what to time (default: infer)")
-    p.add_argument("--batch", type=int, default=1, help="images per step (default: 1)")
-    p.add_argument("--device", default=None, choices=("cpu", "cuda"),
-                   help="device (default: cuda when available, else cpu)")
+    p.add_argument("--batch-size", "--batch", dest="batch", type=positive_int, default=1,
+                   help="images per step (default: 1)")
+    add_device_arg(p)
     p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off",
                    help="mixed precision: autocast to bf16 or fp16 (fp16 training adds a gradient scaler) "
                         "(default: off)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for weights and inputs")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (train: the model and the loss as one graph; warm-up includes compiling)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps before timing (default: 3)")
-    p.add_argument("--iters", type=int, default=10, help="timed steps (default: 10)")
-    p.add_argument("--num-classes", type=int, default=19, help="number of classes (default: 19)")
+    p.add_argument("--warmup", type=count, default=3, help="untimed steps before timing (default: 3)")
+    p.add_argument("--iters", type=positive_int, default=10, help="timed steps (default: 10)")
+    p.add_argument("--num-classes", type=positive_int, default=19, help="number of classes (default: 19)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="peak TFLOP/s of the device for the share-of-peak column (default: the datasheet "
                         "value for H100/H200/A100/V100, none otherwise)")
@@ -42,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(args.device))
     r = benchmark(args.arch, args.size, args.mode, batch=args.batch, device=device, amp=args.amp,
                   channels_last=args.channels_last, compile=args.compile, warmup=args.warmup,
                   iters=args.iters, peak_tflops=args.peak_tflops, num_classes=args.num_classes)

@@ -5,11 +5,12 @@ import argparse
 
 from dgcnet.formats.convert import TARGETS, convert
 from dgcnet.models import list_models
+from dgcnet.cli.common import CommandAdder
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: CommandAdder) -> None:
     p = subparsers.add_parser(
-        "convert", help="convert weights between PyTorch .pth, safetensors and MindSpore .ckpt",
+        "convert",
         description="Convert DGCNet weights. The format of SRC is recognised from its content: the authors' "
                     ".pth (full model, or the ImageNet deep-stem backbone with fc.*), a dgcnet training "
                     "checkpoint, a safetensors file, or a MindSpore .ckpt (bare or saved by the port's "

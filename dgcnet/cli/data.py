@@ -6,23 +6,24 @@ import os
 import sys
 from pathlib import Path
 
-from dgcnet.cli.common import count, image_size
+from dgcnet.cli.common import CommandAdder, count, image_size, positive_int
 from dgcnet.data.check import check_list
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES
-from dgcnet.data.lists import write_lists
+from dgcnet.data.lists import write_authors_lists, write_lists
 from dgcnet.data.synth import write_synth
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: CommandAdder) -> None:
     p = subparsers.add_parser(
-        "synth", help="write a synthetic Cityscapes dataset",
+        "synth",
         description="Write synthetic street scenes with all 19 Cityscapes classes in the exact "
                     "Cityscapes layout (leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png, "
                     "gtFine/.../*_gtFine_labelIds.png with real label ids, void ids included) and its "
                     "data lists (train.txt, val.txt, test.txt, trainval.txt). The same seed gives "
                     "byte-identical files.")
-    p.add_argument("--out", type=Path, required=True, help="output folder (must not hold a dataset yet)")
+    p.add_argument("--output-dir", "--out", dest="out", type=Path, required=True, metavar="DIR",
+                   help="output folder (must not hold a dataset yet)")
     p.add_argument("--train", type=count, default=200, help="training images (default: 200)")
     p.add_argument("--val", type=count, default=20, help="validation images (default: 20)")
     p.add_argument("--test", type=count, default=0, help="test images, listed without labels (default: 0)")
@@ -32,18 +33,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_synth)
 
     p = subparsers.add_parser(
-        "lists", help="write data lists for a Cityscapes tree or a folder dataset",
-        description="Scan leftImg8bit/{train,val,test}/<city>/ of a Cityscapes tree and write "
-                    "train.txt, val.txt, test.txt and trainval.txt in the authors' format and order: "
-                    "'image<TAB>label' per line (test.txt: image only), sorted by image path. "
-                    "For a folder dataset (images/<split>/..., labels/<split>/... with the same names, "
-                    "labels as .png) write <split>.txt for each split folder.")
-    p.add_argument("--data-dir", type=Path, required=True, help="the Cityscapes root folder, or a folder dataset root")
-    p.add_argument("--out", type=Path, required=True, help="folder to write the lists into")
+        "lists",
+        description="Write data lists. --authors: the authors' six Cityscapes lists (train, val, test, "
+                    "trainval, and train+/train++ with coarse labels), byte for byte, to reproduce the "
+                    "published split. --data-dir: scan leftImg8bit/{train,val,test}/<city>/ of a Cityscapes "
+                    "tree and write train.txt, val.txt, test.txt and trainval.txt in the authors' format and "
+                    "order: 'image<TAB>label' per line (test.txt: image only), sorted by image path; for a "
+                    "folder dataset (images/<split>/..., labels/<split>/... with the same names, labels as "
+                    ".png) write <split>.txt for each split folder. A list file already there with other "
+                    "content is never replaced.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--authors", action="store_true", help="write the authors' Cityscapes lists")
+    source.add_argument("--data-dir", type=Path, help="the Cityscapes root folder, or a folder dataset root")
+    p.add_argument("--output-dir", "--out", dest="out", type=Path, required=True, metavar="DIR",
+                   help="folder to write the lists into")
     p.set_defaults(run=run_lists)
 
     p = subparsers.add_parser(
-        "check-data", help="check every file of a data list",
+        "check-data",
         description="Check every line of a data list: missing files, unreadable or truncated images, "
                     "labels that are not single-channel 8-bit, image/label size mismatches, label ids "
                     "outside the known set, wrong column counts, duplicate lines. Prints each problem as "
@@ -52,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-list", type=Path, required=True, help="the data list to check")
     p.add_argument("--classes", type=Path,
                    help="class file (YAML or JSON) giving the valid label ids (default: Cityscapes label ids)")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+    p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1),
                    help="parallel file checks (default: number of CPUs, at most 8)")
     p.set_defaults(run=run_check_data)
 
@@ -67,7 +74,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_lists(args: argparse.Namespace) -> int:
-    for name, lines in write_lists(args.data_dir, args.out).items():
+    written = write_authors_lists(args.out) if args.authors else write_lists(args.data_dir, args.out)
+    for name, lines in written.items():
         print(f"{args.out / name}: {lines} lines")
     return 0
 

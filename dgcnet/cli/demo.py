@@ -6,28 +6,27 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from dgcnet.cli.common import image_size, positive_int
+from dgcnet.cli.common import CommandAdder, add_device_arg, image_size, positive_int
 from dgcnet.demo import DemoSettings, run_demo
 from dgcnet.models import list_models
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: CommandAdder) -> None:
     d = DemoSettings()
     p = subparsers.add_parser(
-        "demo", help="see DGCNet learn: synthetic Cityscapes, train, evaluate, predict (a few minutes on a CPU)",
+        "demo",
         description="Make a synthetic Cityscapes, train a small DGCNet on it from scratch with the training "
                     "engine, evaluate it by the evaluator (OUT/eval/result/result.txt), segment a few "
                     "validation images (colour and overlay PNGs), draw the training curve and write a "
                     "one-page summary (OUT/summary.md). Nothing is downloaded. The defaults take about 4.5 "
                     "minutes on a 2-core CPU and reach mIoU >= 0.80 on the synthetic validation images.")
-    p.add_argument("--out", type=Path, metavar="DIR", default=Path("dgcnet_demo"),
+    p.add_argument("--output-dir", "--out", dest="out", type=Path, metavar="DIR", default=Path("dgcnet_demo"),
                    help="output folder, must be missing or empty (default: ./dgcnet_demo)")
     p.add_argument("--steps", type=positive_int, metavar="N", default=d.steps, help=f"training iterations (default: {d.steps})")
     p.add_argument("--arch", choices=list_models(), default=d.arch, help=f"architecture (default: {d.arch})")
     p.add_argument("--seed", type=int, metavar="S", default=d.seed,
                    help=f"seed of the synthetic data and the training (default: {d.seed})")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device,
-                   help="where to train and evaluate (default: auto, cuda when available)")
+    add_device_arg(p, "where to train and evaluate")
     p.add_argument("--size", type=image_size, metavar="HxW", default=d.image_size,
                    help=f"synthetic image size HxW (default: {d.image_size[0]}x{d.image_size[1]})")
     p.add_argument("--train-images", type=positive_int, metavar="N", default=d.train_images,
@@ -42,9 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = replace(DemoSettings(), arch=args.arch, steps=args.steps, seed=args.seed, device=args.device,
+    settings = replace(DemoSettings(), arch=args.arch, steps=args.steps, seed=args.seed, device=args.device or "auto",
                        image_size=args.size, train_images=args.train_images, val_images=args.val_images,
-                       batch_size=args.batch_size, crop_size=args.crop)
+                       batch_size=args.batch_size, crop_size=args.crop,
+                       keep_freed_memory=True)
     result = run_demo(args.out, settings, say=print, progress=sys.stderr.isatty())
     print()
     print(result.table, end="")

@@ -6,7 +6,7 @@ import sys
 
 from torch import nn
 
-from dgcnet.cli.common import count, positive_int
+from dgcnet.cli.common import CommandAdder, add_device_arg, count, positive_int
 from dgcnet.data.cityscapes import SegmentationDataset
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
@@ -47,8 +47,7 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
                    help="sliding-window tiles per forward pass (default: 4)")
     p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off",
                    help="mixed precision for the forward pass; logits are summed in float32 (default: off)")
-    p.add_argument("--device", default=None,
-                   help="torch device, e.g. cuda, cuda:1, cpu (default: cuda when available, else cpu)")
+    add_device_arg(p)
     p.add_argument("--workers", type=count, default=None,
                    help="image loading processes; 0 loads inline (default: the CPUs less one, at most 16)")
     p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=positive_int, default=None,
@@ -77,6 +76,16 @@ def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:
     return model, classes
 
 
+def fast_heap(args: argparse.Namespace, model: nn.Module) -> str:
+    """The fast path on the CPU keeps large freed blocks (a process-wide malloc setting, made here
+    explicitly); returns the heap setting to record."""
+    from dgcnet.engine.fast import keep_freed_memory
+
+    if args.fast and next(model.parameters()).device.type == "cpu" and keep_freed_memory():
+        return "keep freed blocks"
+    return "default"
+
+
 def model_classes(model: nn.Module) -> ClassInfo:
     """Cityscapes ids and colours for a model with the Cityscapes class names; otherwise the
     model's class names, labels stored as train ids, and the Cityscapes colours cycled."""
@@ -87,9 +96,9 @@ def model_classes(model: nn.Module) -> ClassInfo:
     return ClassInfo(names=names, colors=colors)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: CommandAdder) -> None:
     p = subparsers.add_parser(
-        "eval", help="mIoU on a data list (sliding window, tile 832, as published)",
+        "eval",
         description="Evaluate a checkpoint on a data list by the published protocol (full images, "
                     "sliding window of 832 at stride 555, logits averaged, single scale, no flip) and "
                     "write OUTPUT/result/: result.txt ({\"meanIU\", \"IU_array\"}), per_class.md/.csv, "
@@ -120,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     stride = default_stride(args.tile) if args.stride is None else args.stride
     settings = {"restore_from": str(args.restore_from), "data_list": str(args.data_list), "mode": args.mode,
                 "tile": args.tile, "stride": stride, "scales": list(args.scales), "flip": args.flip,
-                "amp": args.amp, "device": str(next(model.parameters()).device)}
+                "amp": args.amp, "device": str(next(model.parameters()).device), "fast": args.fast,
+                "heap": fast_heap(args, model)}
     save_pred = args.save_pred
     if not save_pred and all(s.label is None for s in dataset.samples):
         save_pred = ("labelids",)  # nothing to score: the test-server PNGs are the result

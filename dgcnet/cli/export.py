@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from dgcnet.cli.common import image_size
+from dgcnet.cli.common import CommandAdder, image_size
 from dgcnet.errors import DgcnetError
 from dgcnet.formats.load import load_model
 from dgcnet.formats.onnx import OPSET, check_onnx, export_onnx
@@ -11,9 +11,9 @@ from dgcnet.formats.onnx import OPSET, check_onnx, export_onnx
 TOLERANCE = 1e-4
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: CommandAdder) -> None:
     p = subparsers.add_parser(
-        "export", help="export a model to ONNX",
+        "export",
         description=f"Export to ONNX (opset {OPSET}; needs the 'onnx' extra). The graph takes 'image', a "
                     "normalised float32 NCHW tensor, and returns 'logits' at stride 8.")
     p.add_argument("--restore-from", required=True, metavar="CKPT",

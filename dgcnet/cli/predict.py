@@ -4,15 +4,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgcnet.cli.evaluate import add_inference_args, load_for_inference, parse_formats_arg
+from dgcnet.cli.evaluate import add_inference_args, fast_heap, load_for_inference, parse_formats_arg
 from dgcnet.engine.inference import default_stride
 from dgcnet.engine.predict import FORMAT_DIRS, collect_inputs, predict_files
 from dgcnet.errors import DgcnetError
+from dgcnet.cli.common import CommandAdder
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: CommandAdder) -> None:
     p = subparsers.add_parser(
-        "predict", help="segment images (files, folders, globs) and write PNGs",
+        "predict",
         description="Segment images of any size (RGB, RGBA, greyscale, 16-bit) and write one PNG per image "
                     "and format to OUTPUT/<labelIds|color|overlay|trainIds>/, mirroring the inputs' paths "
                     "below their common folder. An image that cannot be read is reported and skipped; "
@@ -20,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files, folders (searched recursively) or glob patterns (quote them)")
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True, help="output folder")
-    p.add_argument("--format", dest="formats", type=parse_formats_arg, default=("color",),
+    p.add_argument("--save-pred", "--format", dest="save_pred", type=parse_formats_arg, default=("color",),
                    help="what to write, comma-separated: " + ", ".join(FORMAT_DIRS) + " (default: color)")
     add_inference_args(p)
     p.set_defaults(run=run)
@@ -33,13 +34,14 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         raise DgcnetError("no input images")
     model, classes = load_for_inference(args)
+    fast_heap(args, model)
     stride = default_stride(args.tile) if args.stride is None else args.stride
-    failures = predict_files(model, inputs, args.output_dir, args.formats, classes=classes, mode=args.mode,
+    failures = predict_files(model, inputs, args.output_dir, args.save_pred, classes=classes, mode=args.mode,
                              tile=args.tile, stride=stride, scales=args.scales, flip=args.flip,
                              batch_tiles=args.batch_tiles, amp=args.amp, workers=args.workers,
                              progress=sys.stderr.isatty())
     for line in failures:
         print(f"dgcnet predict: {line}", file=sys.stderr)
     written = len(inputs) - len(failures)
-    print(f"{written} of {len(inputs)} images written to {args.output_dir} ({', '.join(args.formats)})")
+    print(f"{written} of {len(inputs)} images written to {args.output_dir} ({', '.join(args.save_pred)})")
     return 1 if errors or failures else 0

@@ -5,6 +5,7 @@ import argparse
 
 from dgcnet.config import TrainConfig, config_to_dict, load_config
 from dgcnet.models import list_models
+from dgcnet.cli.common import CommandAdder, add_device_arg
 
 # The MindSpore port's train.py flags (spelled as there) and ours, with the config key each sets.
 FLAG_KEYS = {
@@ -41,9 +42,9 @@ FLAG_KEYS = {
 }
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: CommandAdder) -> None:
     p = subparsers.add_parser(
-        "train", help="train DGCNet (one process, or one per GPU under torchrun)", allow_abbrev=False,
+        "train", allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train DGCNet with the published recipe: crop 832, batch 1 per process, SGD lr 0.01\n"
                     "momentum 0.9 wd 5e-4, poly 0.9 per iteration, 60000 iterations, OHEM 0.7 / 100000,\n"
@@ -83,7 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ours.add_argument("--keep", metavar="K", help="keep the K newest checkpoints (run.keep, default 3)")
     ours.add_argument("--resume", metavar="PATH|auto",
                       help="continue from a checkpoint; auto: the latest in the run folder, if any (run.resume)")
-    ours.add_argument("--device", choices=["auto", "cpu", "cuda"], help="run.device (default auto: cuda if present)")
+    add_device_arg(ours, "run.device")
     ours.add_argument("--workers", "--num_workers", dest="workers", metavar="N",
                       help="data loader processes per training process (data.workers; default: this machine's "
                            "CPUs shared by its training processes, one CPU left to each, at most 16)")

@@ -8,14 +8,20 @@ trainval.txt is train.txt followed by val.txt. Every file ends with a newline.
 Users' own data in a folder tree ``images/<split>/**/<name>.{png,jpg,jpeg}`` with labels
 ``labels/<split>/**/<name>.png`` gets one ``<split>.txt`` per split in the same format (image
 only when the split has no labels folder).
+
+The authors' own six lists ship with the package (``dgcnet lists --authors``), byte for byte.
 """
 from __future__ import annotations
 
+import gzip
 import os
+from importlib import resources
 from pathlib import Path
 
 from dgcnet.errors import DgcnetError
 
+# The authors' lists, in dgcnet/data/authors_lists/<name>.gz; train+/train++ add coarse labels.
+AUTHORS_LISTS = ("train.txt", "val.txt", "test.txt", "trainval.txt", "train+.txt", "train++.txt")
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 
@@ -80,14 +86,42 @@ def make_lists(data_dir: str | Path) -> dict[str, list[str]]:
     return lists
 
 
+def authors_list(name: str) -> bytes:
+    """The bytes of one of the authors' Cityscapes lists, e.g. ``authors_list("val.txt")``."""
+    if name not in AUTHORS_LISTS:
+        raise DgcnetError(f"no authors' list {name!r}; there are {', '.join(AUTHORS_LISTS)}")
+    return gzip.decompress((resources.files("dgcnet.data") / "authors_lists" / f"{name}.gz").read_bytes())
+
+
 def write_lists(data_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
     """Write the lists of a Cityscapes tree into out_dir; returns {file name: number of lines}."""
     lists = make_lists(data_dir)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, lines in lists.items():
-        # Write to a temporary file first so an interrupted run never leaves half a list.
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text("".join(line + "\n" for line in lines))
-        os.replace(tmp, out_dir / name)
+    write_list_files(out_dir, {name: "".join(line + "\n" for line in lines).encode() for name, lines in lists.items()})
     return {name: len(lines) for name, lines in lists.items()}
+
+
+def write_authors_lists(out_dir: str | Path) -> dict[str, int]:
+    """Write the authors' six lists into out_dir, byte for byte; returns {file name: number of lines}."""
+    contents = {name: authors_list(name) for name in AUTHORS_LISTS}
+    write_list_files(out_dir, contents)
+    return {name: data.count(b"\n") for name, data in contents.items()}
+
+
+def write_list_files(out_dir: str | Path, contents: dict[str, bytes]) -> None:
+    """Write list files, refusing to replace a different file that is already there."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DgcnetError(f"{out_dir}: not a folder")
+    for name, data in contents.items():
+        path = out_dir / name
+        if path.exists() and (not path.is_file() or path.read_bytes() != data):
+            raise DgcnetError(f"{path}: already exists with other content; remove it or choose another --output-dir")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, data in contents.items():
+            # Write to a temporary file first so an interrupted run never leaves half a list.
+            tmp = out_dir / f".{name}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, out_dir / name)
+    except OSError as error:
+        raise DgcnetError(f"{out_dir}: cannot write the lists ({error.strerror or error})") from None

@@ -5,7 +5,6 @@ model's in fp32 (within 1e-4 relative).
 from __future__ import annotations
 
 import copy
-import ctypes
 
 import torch
 from torch import nn
@@ -34,7 +33,10 @@ M_MMAP_MAX = -4
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep large freed blocks for reuse instead of unmapping them (process-wide).
+    """Make glibc's malloc keep large freed blocks for reuse instead of unmapping them.
+
+    A process-wide setting, so nothing here calls it: the command line switches it on for eval,
+    predict and demo on the CPU (and records it); library callers opt in by calling it.
 
     By default every allocation above 32 MiB is a fresh mmap, and the first touch of each of its
     pages is a page fault. A CPU forward at full resolution allocates many such temporaries, and
@@ -43,8 +45,10 @@ def keep_freed_memory() -> bool:
     it to the system. Returns False, changing nothing, where the C library has no ``mallopt``.
     """
     try:  # the process's own symbols: the C library is already loaded, nothing to search for
+        import ctypes
+
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError, TypeError):  # no ctypes, no glibc, or Windows
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
@@ -139,7 +143,7 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fold
     winograd: run the wide 3x3 convolutions by the Winograd algorithm (``dgcnet.engine.winograd``);
     default: when the model is on the CPU (GPU libraries choose their own algorithms). It keeps
     a 4x larger transformed copy of those filters (754 MiB more for dgcnet_r101).
-    On the CPU this also calls ``keep_freed_memory`` (process-wide: large freed blocks are reused).
+    On the CPU, calling ``keep_freed_memory()`` once first makes it faster still (process-wide).
     compile: ``torch.compile`` the result (the first call compiles; later calls are faster).
     Mixed precision stays the caller's choice: wrap the call in ``torch.autocast``.
     """
@@ -148,11 +152,8 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fold
         p.requires_grad_(False)
     if fold_bn:
         fold_batchnorm(fast)
-    on_cpu = next(fast.parameters()).device.type == "cpu"
-    if on_cpu:
-        keep_freed_memory()
     if winograd is None:
-        winograd = on_cpu
+        winograd = next(fast.parameters()).device.type == "cpu"
     if winograd:
         use_winograd(fast)
     if channels_last:

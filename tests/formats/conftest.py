@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dgcnet.models import build_model
+from tests.conftest import FIXTURES
 
 
 def random_state_dict(arch: str = "dgcnet_r18", num_classes: int = 19, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -33,5 +34,5 @@ def r18_pth(tmp_path_factory: pytest.TempPathFactory, r18_state: dict[str, torch
 
 
 @pytest.fixture(scope="session")
-def ms_reference(shared_dir: Path) -> Path:
-    return shared_dir / "reference" / "mindspore"
+def ms_reference() -> Path:
+    return FIXTURES / "mindspore"

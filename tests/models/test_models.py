@@ -7,9 +7,9 @@ import dgcnet
 from dgcnet.errors import DgcnetError
 from dgcnet.models.dualgcn import DualGCN, DualGCNHead, SpatialGCN
 
-from tests.conftest import SHARED
+from tests.conftest import FIXTURES
 
-REFERENCE = SHARED / "reference" / "dgcnet_r101_state_dict.tsv"
+REFERENCE = FIXTURES / "dgcnet_r101_state_dict.tsv"
 
 
 def reference_shapes() -> dict[str, tuple[int, ...]]:
