@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import struct
 import warnings
 import zipfile
 from collections import Counter
@@ -23,7 +24,6 @@ from typing import Mapping
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save_file
 from torch import nn
 
 from dgcnet.data.transforms import BGR_MEAN, IMAGENET_MEAN, IMAGENET_STD
@@ -349,6 +349,34 @@ def release_metadata(arch: str, num_classes: int, class_names: tuple[str, ...], 
             "channels": "RGB" if rgb else "BGR", "mean": json.dumps(mean), "std": json.dumps(std)}
 
 
+# torch dtype -> safetensors dtype name
+_SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                       torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+                       torch.uint8: "U8", torch.bool: "BOOL"}
+
+
+def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str]) -> None:
+    """Write a safetensors file whose bytes depend only on its content: tensors and metadata in
+    name order (the safetensors library orders its metadata differently from run to run), created
+    with the permissions the umask gives, like any other file."""
+    header: dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))}
+    offset = 0
+    for name in sorted(tensors):
+        value = tensors[name]
+        if value.dtype not in _SAFETENSORS_DTYPES:
+            raise DgcnetError(f"{name}: dtype {value.dtype} cannot be stored in safetensors")
+        size = value.numel() * value.element_size()
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[value.dtype], "shape": list(value.shape),
+                        "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        for name in sorted(tensors):  # little-endian bytes, C order (x86 and ARM are little-endian)
+            f.write(tensors[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
 def write_weights(state_dict: dict[str, torch.Tensor], dst: str | Path, to: str, *, arch: str,
                   num_classes: int, class_names: tuple[str, ...], rgb: bool, prefix: str = "",
                   crc: bool = False) -> tuple[int, Counter]:
@@ -366,7 +394,7 @@ def write_weights(state_dict: dict[str, torch.Tensor], dst: str | Path, to: str,
             torch.save(state_dict, partial)
         elif to in ("dgcnet", "safetensors"):
             metadata = release_metadata(arch, num_classes, class_names, rgb) if to == "dgcnet" else {"format": "pt"}
-            save_file({k: v.contiguous() for k, v in state_dict.items()}, str(partial), metadata=metadata)
+            write_safetensors(state_dict, partial, metadata)
         else:
             tensors, n = to_mindspore_names(state_dict, _conv1d_weights(_meta_model(arch, num_classes)), prefix)
             if n:

@@ -6,32 +6,23 @@ The graph takes ``image``: float32 NCHW, already normalised as the model expects
 """
 from __future__ import annotations
 
-import importlib
 import math
 import warnings
 from pathlib import Path
-from types import ModuleType
 
 import torch
 from torch import nn
 
-from dgcnet.errors import DgcnetError
+from dgcnet.errors import DgcnetError, import_optional
 
 OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 
 
-def _optional(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise DgcnetError(f"{name} is not installed; install the extra: pip install 'dgcnet[onnx]'") from None
-
-
 def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], dynamic: bool = False) -> None:
     """Export ``model`` (eval mode) for inputs of ``size`` (HxW); ``dynamic`` frees batch, height, width."""
-    _optional("onnx")
+    import_optional("onnx", "onnx")
     model = model.eval()
     example = torch.zeros(1, 3, *size)
     dynamic_axes = ({INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
@@ -46,7 +37,7 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], dynam
 def check_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], batch: int = 1, seed: int = 0) -> float:
     """Run the exported graph with onnxruntime on a random input of ``size`` and return the
     largest absolute logit difference to PyTorch relative to the largest PyTorch logit."""
-    onnxruntime = _optional("onnxruntime")
+    onnxruntime = import_optional("onnxruntime", "onnx")
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 3, *size, generator=generator)
     with torch.no_grad():

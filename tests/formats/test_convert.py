@@ -1,5 +1,8 @@
 """dgcnet convert: every format both ways, name mapping to the MindSpore port, reports, errors."""
+import hashlib
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -192,3 +195,28 @@ def test_run_pth2ckpt_script_and_its_reverse(tmp_path):
     expected = {k: v for k, v in backbone.items() if not k.startswith("fc.")}
     assert list(restored) == list(expected)
     assert all(torch.equal(restored[k], v) for k, v in expected.items() if not k.endswith("num_batches_tracked"))
+
+
+@pytest.mark.parametrize("to", ["dgcnet", "safetensors", "mindspore"])
+def test_written_files_are_reproducible_and_follow_the_umask(tmp_path, r18_pth, to):
+    """The same input converted twice gives the same bytes, with the umask's permissions."""
+    old = os.umask(0o027)
+    try:
+        first, second = tmp_path / f"a.{to}", tmp_path / f"b.{to}"
+        convert(r18_pth, first, to)
+        convert(r18_pth, second, to)
+    finally:
+        os.umask(old)
+    assert hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(second.read_bytes()).digest()
+    assert stat.S_IMODE(first.stat().st_mode) == 0o640
+
+
+def test_safetensors_files_load_with_the_safetensors_library(tmp_path, r18_pth, r18_state):
+    from safetensors import safe_open
+
+    convert(r18_pth, tmp_path / "r18.safetensors", "dgcnet")
+    with safe_open(str(tmp_path / "r18.safetensors"), "pt") as f:
+        assert f.metadata()["arch"] == "dgcnet_r18"
+        assert sorted(f.keys()) == sorted(r18_state)
+        for name in r18_state:
+            assert torch.equal(f.get_tensor(name), r18_state[name]), name
