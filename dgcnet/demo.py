@@ -82,7 +82,7 @@ class DemoResult:
 
 def _check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise DgcnetError(f"{out_dir}: already exists and is not an empty folder; choose another --out "
+        raise DgcnetError(f"{out_dir}: already exists and is not an empty folder; choose another --output-dir "
                           f"or remove it")
 
 
@@ -271,7 +271,7 @@ The full training configuration is [train/config.yaml](train/config.yaml); the t
 ## The same steps by hand
 
 ```
-dgcnet synth --out {q(data_dir)} --train {settings.train_images} --val {settings.val_images} --size {settings.image_size[0]}x{settings.image_size[1]} --seed {settings.seed}
+dgcnet synth --output-dir {q(data_dir)} --train {settings.train_images} --val {settings.val_images} --size {settings.image_size[0]}x{settings.image_size[1]} --seed {settings.seed}
 dgcnet train --config {q(out_dir / 'train' / 'config.yaml')} run.save_dir=NEW_RUN_FOLDER
 dgcnet eval --restore-from {q(checkpoint)} --data-dir {q(data_dir)} --data-list {q(data_dir / 'val.txt')} {mode} --output-dir {q(out_dir / 'eval')}
 dgcnet predict YOUR_IMAGES --restore-from {q(checkpoint)} {mode} --format color,overlay --output-dir OUTPUT
