@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,8 +56,7 @@ def test_known_gpu_peaks():
     assert known_peak_tflops("Some Other GPU", "bf16") is None
 
 
-@pytest.mark.skipif(not os.environ.get("DGCNET_SLOW_TESTS"),
-                    reason="about a minute on 2 cores: set DGCNET_SLOW_TESTS=1 to run the GPU check's dry run")
+@pytest.mark.slow  # about a minute on 2 cores
 def test_gpu_check_dry_run(tmp_path):
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--tiny",

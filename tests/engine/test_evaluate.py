@@ -109,6 +109,7 @@ def test_eval_writes_the_port_result_and_tables(protocol_run, capsys):
         assert heatmap.mode == "RGB"
     summary = json.loads((protocol_run / "result" / "summary.json").read_text())
     assert summary["images_per_s"] > 0 and summary["stride"] == 22 and summary["num_images"] == 3
+    assert summary["fast"] is True and summary["heap"] == "keep freed blocks"  # the path that ran
 
 
 def test_saved_predictions_reproduce_the_score(setup, protocol_run):
@@ -214,6 +215,7 @@ def test_eval_underscore_spellings_and_options(setup, tmp_path, capsys):
     assert "meanIU" in printed and "images/s" in printed and "traffic light" in printed
     summary = json.loads((out / "result" / "summary.json").read_text())
     assert summary["scales"] == [0.75, 1.0] and summary["flip"] and summary["mode"] == "whole"
+    assert summary["fast"] is False and summary["heap"] == "default"
 
 
 def test_list_without_labels_only_predicts(setup, tmp_path, capsys):
