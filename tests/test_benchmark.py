@@ -15,6 +15,7 @@ def run_json(capsys, *args: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_train_benchmark_reports_consistent_figures(capsys):
     r = run_json(capsys, "--size", "65x65", "--mode", "train", "--batch", "1", "--warmup", "0", "--iters", "2",
                  "--peak-tflops", "2.5")

@@ -15,6 +15,7 @@ from dgcnet.data.labels import CITYSCAPES
 from dgcnet.demo import DemoSettings, crop_size
 
 H, W = 64, 96  # synthetic image size of the tiny demo
+pytestmark = pytest.mark.slow  # the demo runs once for the module: about 15 s
 
 
 @pytest.fixture(scope="module")

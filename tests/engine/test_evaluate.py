@@ -136,6 +136,7 @@ def test_saved_predictions_reproduce_the_score(setup, protocol_run):
     assert (confusion.sum(0) > 0).sum() > 1  # the predictions are not one class everywhere
 
 
+@pytest.mark.slow
 def test_official_cityscapes_script_agrees(setup, protocol_run, tmp_path):
     """cityscapesscripts' evalPixelLevelSemanticLabeling finds our labelIds PNGs by name and gets our
     numbers (every class occurs in the labels, so its NaN-for-absent-class rule does not apply)."""
@@ -260,6 +261,7 @@ def test_prediction_writer_names_stay_inside_the_output(tmp_path):
     assert (tmp_path / "trainIds" / "a" / "b.png").is_file()
 
 
+@pytest.mark.slow
 def test_standalone_script_falls_back_to_the_cpu(setup, tmp_path):
     root, _, checkpoint = setup
     script = REPO / "scripts" / "run_standalone_gpu_eval.sh"

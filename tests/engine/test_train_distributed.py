@@ -15,6 +15,7 @@ from tests.engine.test_train import make_dataset, tiny_overrides
 STEPS = 2
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     data_list = make_dataset(tmp_path / "data", n=4)
     # Dropout off: each process draws its own masks (one seed per process), which one process

@@ -26,6 +26,7 @@ def launch(overrides, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     data_list = make_dataset(tmp_path / "data", n=3)
     # Dropout stays on (aux_dropout 0.1): its random stream must be restored too.

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from dgcnet.models import build_model
@@ -12,6 +13,7 @@ from tests.engine.test_train import make_dataset
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
+@pytest.mark.slow
 def test_standalone_script_falls_back_to_cpu_and_writes_the_port_names(tmp_path):
     data_list = make_dataset(tmp_path / "data", n=2)
     backbone = {k: v for k, v in build_model("dgcnet_r18").state_dict().items() if not k.startswith(("head.", "dsn."))}

@@ -86,6 +86,7 @@ def test_only_wide_3x3_convolutions_of_r18_are_replaced():
     assert {id(m.conv) for m in model.modules() if isinstance(m, WinogradConv2d)} == {id(m) for m in wide}
 
 
+@pytest.mark.slow
 def test_fast_path_uses_winograd_on_the_cpu_only_when_asked_or_by_default():
     model = build_model("dgcnet_r18", num_classes=5).eval()
     assert any(isinstance(m, WinogradConv2d) for m in optimize_for_inference(model).modules())

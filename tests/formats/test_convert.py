@@ -176,6 +176,7 @@ def _backbone(arch: str = "dgcnet_r18") -> dict[str, torch.Tensor]:
     return state
 
 
+@pytest.mark.slow
 def test_run_pth2ckpt_script_and_its_reverse(tmp_path):
     backbone = _backbone()
     pth = tmp_path / "resnet_deep.pth"

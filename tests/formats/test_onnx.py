@@ -30,6 +30,7 @@ def weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_static_export_passes_the_check(tmp_path, weights, capsys):
     out = tmp_path / "r18.onnx"
     assert main(["export", "--restore-from", str(weights), "--onnx", str(out), "--size", "65x65", "--check"]) == 0
@@ -44,6 +45,7 @@ def test_static_export_passes_the_check(tmp_path, weights, capsys):
     assert check_onnx(build_model("dgcnet_r18"), out, (65, 65)) > 1e-2
 
 
+@pytest.mark.slow
 def test_dynamic_export_runs_other_sizes(tmp_path, weights):
     out = tmp_path / "r18_dynamic.onnx"
     assert main(["export", "--restore-from", str(weights), "--onnx", str(out), "--size", "65x65", "--dynamic"]) == 0

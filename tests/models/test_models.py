@@ -62,6 +62,7 @@ def test_output_size_with_ceil_mode(size, expected):
     assert tuple(out.shape) == (1, 19, *expected)
 
 
+@pytest.mark.slow
 def test_small_arch_eval_and_train_outputs():
     torch.manual_seed(0)
     model = dgcnet.build_model("dgcnet_r18", num_classes=5)
