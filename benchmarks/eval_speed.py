@@ -14,7 +14,8 @@ import torch
 
 from dgcnet.cli.common import image_size
 from dgcnet.engine.fast import optimize_for_inference
-from dgcnet.engine.inference import AMP_DTYPES, MODES, infer_logits, tile_grid, default_stride
+from dgcnet.config import AMP_MODES
+from dgcnet.engine.inference import MODES, infer_logits, tile_grid, default_stride
 from dgcnet.models import build_model, list_models
 
 VAL_IMAGES = 500
@@ -28,7 +29,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=1, help="timed images per arch and mode (default: 1)")
     p.add_argument("--tile", type=int, default=832)
     p.add_argument("--batch-tiles", type=int, default=4)
-    p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off")
+    p.add_argument("--amp", choices=AMP_MODES, default="off")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-fast", dest="fast", action="store_false", help="time the plain model")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")

@@ -11,13 +11,14 @@ from typing import Callable
 import torch
 from torch import nn
 
+from dgcnet.config import AMP_MODES
 from dgcnet.engine.fast import optimize_for_inference
+from dgcnet.engine.precision import amp_dtype
 from dgcnet.errors import DgcnetError
 from dgcnet.losses import dgcnet_loss
 from dgcnet.models import build_model
 from dgcnet.models.complexity import count_flops
 
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # Dense (no sparsity) datasheet peaks in TFLOP/s: (bf16, fp16, tf32, fp32). Matched against
 # torch.cuda.get_device_name() in this order, so the more specific names come first.
@@ -150,7 +151,7 @@ def train_step(model: nn.Module, num_classes: int, batch: int, size: tuple[int, 
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, num_classes, (batch, *size), device=device, generator=generator)
-    dtype = AMP_DTYPES[amp]
+    dtype = amp_dtype(amp)
 
     def forward_loss(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
@@ -177,7 +178,7 @@ def train_step(model: nn.Module, num_classes: int, batch: int, size: tuple[int, 
 def _infer_step(model: nn.Module, batch: int, size: tuple[int, int], device: torch.device,
                 amp: str) -> Callable[[], None]:
     images = torch.randn(batch, 3, *size, device=device, generator=torch.Generator(device).manual_seed(0))
-    dtype = AMP_DTYPES[amp]
+    dtype = amp_dtype(amp)
 
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
@@ -198,8 +199,8 @@ def benchmark(arch: str = "dgcnet_r101", size: tuple[int, int] = (832, 832), mod
     """
     if mode not in ("train", "infer"):
         raise DgcnetError(f"mode must be 'train' or 'infer', got {mode!r}")
-    if amp not in AMP_DTYPES:
-        raise DgcnetError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
+    if amp not in AMP_MODES:
+        raise DgcnetError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
     if batch < 1 or iters < 1 or warmup < 0:
         raise DgcnetError("batch and iters must be at least 1 and warmup at least 0")
     dev = torch.device(device)

@@ -5,8 +5,9 @@ import argparse
 import json
 from dataclasses import asdict
 
-from dgcnet.benchmark import AMP_DTYPES, benchmark
+from dgcnet.benchmark import benchmark
 from dgcnet.cli.common import CommandAdder, add_device_arg, count, image_size, positive_int
+from dgcnet.config import AMP_MODES
 from dgcnet.engine.distributed import resolve_device
 from dgcnet.models import list_models
 
@@ -25,7 +26,7 @@ def add_parser(subparsers: CommandAdder) -> None:
     p.add_argument("--batch-size", "--batch", dest="batch", type=positive_int, default=1,
                    help="images per step (default: 1)")
     add_device_arg(p)
-    p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off",
+    p.add_argument("--amp", choices=AMP_MODES, default="off",
                    help="mixed precision: autocast to bf16 or fp16 (fp16 training adds a gradient scaler) "
                         "(default: off)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for weights and inputs")

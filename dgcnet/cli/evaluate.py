@@ -7,12 +7,13 @@ import sys
 from torch import nn
 
 from dgcnet.cli.common import CommandAdder, add_device_arg, count, positive_int
+from dgcnet.config import AMP_MODES
 from dgcnet.data.cityscapes import SegmentationDataset
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.engine.distributed import resolve_device
 from dgcnet.engine.evaluate import evaluate, write_results
-from dgcnet.engine.inference import AMP_DTYPES, MODES, default_stride
+from dgcnet.engine.inference import MODES, default_stride
 from dgcnet.engine.predict import FORMAT_DIRS, PredictionWriter, parse_formats
 from dgcnet.errors import DgcnetError
 from dgcnet.metrics import class_table, format_table
@@ -45,7 +46,7 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flip", action="store_true", help="also run the mirrored image and average the logits")
     p.add_argument("--batch-tiles", "--batch_tiles", dest="batch_tiles", type=positive_int, default=4,
                    help="sliding-window tiles per forward pass (default: 4)")
-    p.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off",
+    p.add_argument("--amp", choices=AMP_MODES, default="off",
                    help="mixed precision for the forward pass; logits are summed in float32 (default: off)")
     add_device_arg(p)
     p.add_argument("--workers", type=count, default=None,

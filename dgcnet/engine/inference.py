@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from dgcnet.engine.precision import amp_dtype
+
 MODES = ("sliding", "whole")
 
 
@@ -48,9 +49,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
-    dtype = AMP_DTYPES[amp]
+    dtype = amp_dtype(amp)
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)

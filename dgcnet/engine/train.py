@@ -29,13 +29,12 @@ from dgcnet.data.cityscapes import SegmentationDataset, default_workers
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES
 from dgcnet.engine import checkpoint as ckpt
-from dgcnet.engine import distributed
+from dgcnet.engine import distributed, precision
 from dgcnet.engine.distributed import DistEnv
 from dgcnet.errors import DgcnetError
 from dgcnet.losses import dgcnet_loss
 from dgcnet.models import DGCNet, build_model
 
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -402,7 +401,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
             say(f"note: the checkpoint was written by {saved_rng['world_size']} processes, this run has "
                 f"{env.world_size}: random streams (dropout) restart from the seed")
 
-    amp_dtype = AMP_DTYPES[cfg_train.amp]
+    amp_dtype = precision.amp_dtype(cfg_train.amp)
     param_dtype = next(model.parameters()).dtype  # float32, unless built under another default dtype
     buffers = list(model.buffers())
     buffers_before_step = [b.clone() for b in buffers]
