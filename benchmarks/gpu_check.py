@@ -179,7 +179,8 @@ def stage_profile(cfg: dict, device: torch.device, batch: int) -> dict:
         image, weight = e.input_shapes[1:3] if e.key.endswith("backward") else e.input_shapes[:2]
         return f"{'bwd' if e.key.endswith('backward') else 'fwd'} {image} x {weight} (x{e.count})"
 
-    conv_shapes = {conv_name(e): total_time(e) / total for e in sorted(convs, key=total_time, reverse=True)[:10]}
+    # Every shape, largest share first (the table shows the first ten).
+    conv_shapes = {conv_name(e): total_time(e) / total for e in sorted(convs, key=total_time, reverse=True)}
     return dict(stage="profile", setting=f"{cfg['arch']} {cfg['train_size'][0]}x{cfg['train_size'][1]} batch {batch} "
                                         "bf16 channels-last compile off, one step", step_ms=total / 1000,
                 shares={e.key: self_time(e) / total for e in top}, conv_shapes=conv_shapes)
@@ -273,7 +274,7 @@ def markdown(env: dict, rows: list[dict], elapsed: float) -> str:
             result = f"{r['step_ms']:.0f} ms of kernel time (CPU: operator time): " + ", ".join(
                 f"{name} {100 * share:.1f}%" for name, share in r["shares"].items())
             result += "; convolutions by shape: " + ", ".join(
-                f"{name} {100 * share:.1f}%" for name, share in r["conv_shapes"].items())
+                f"{name} {100 * share:.1f}%" for name, share in list(r["conv_shapes"].items())[:10])
             goal = ""
         else:
             result, goal = "", ""
