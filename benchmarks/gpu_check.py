@@ -100,7 +100,7 @@ def stage_engine(cfg: dict, device: torch.device, batch: int) -> dict:
         ("train.amp", "bf16"), ("train.channels_last", True), ("run.log_every", every)])
     result = train(config)
     records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
-    step_s = sorted(r["time_per_step"] for r in records[1:])[(len(records) - 1) // 2]
+    step_s = sorted(r["seconds_per_iter"] for r in records[1:])[(len(records) - 1) // 2]
     return dict(stage="engine", setting=f"{cfg['arch']} {cfg['train_size'][0]}x{cfg['train_size'][1]} batch {batch} "
                                         f"bf16 channels-last compile off, {height}x{width} PNGs, {steps} iterations",
                 images_per_s=batch / step_s, ms_per_step=step_s * 1000, peak_memory_mb=peak_memory_mb(device))

@@ -92,6 +92,9 @@ class RunConfig:
     device: str = "auto"
     # None: distributed when launched by torchrun with WORLD_SIZE > 1.
     distributed: bool | None = None
+    # TensorBoard events in save_dir/tensorboard. None: when tensorboard is installed (a note says
+    # how to get it when not); True: required; False: none.
+    tensorboard: bool | None = None
 
 
 @dataclass

@@ -63,13 +63,20 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, thresh: float
     return _mean_per_image(-true_log_prob, kept)
 
 
-def dgcnet_loss(outputs: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, *, ohem_thresh: float = 0.7,
-                ohem_min_kept: int = 100000, aux_weight: float = 0.4) -> torch.Tensor:
-    """OHEM CE on the main logits + ``aux_weight`` x CE on the auxiliary logits, both first upsampled
-    bilinearly (align_corners=True) from stride 8 to the label size."""
+def dgcnet_loss_terms(outputs: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, *, ohem_thresh: float = 0.7,
+                      ohem_min_kept: int = 100000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(OHEM CE on the main logits, CE on the auxiliary logits), both first upsampled bilinearly
+    (align_corners=True) from stride 8 to the label size."""
     logits, aux_logits = outputs
     size = target.shape[-2:]
     logits = F.interpolate(_upcast(logits), size=size, mode="bilinear", align_corners=True)
     aux_logits = F.interpolate(_upcast(aux_logits), size=size, mode="bilinear", align_corners=True)
-    return (ohem_cross_entropy(logits, target, ohem_thresh, ohem_min_kept)
-            + aux_weight * cross_entropy(aux_logits, target))
+    return ohem_cross_entropy(logits, target, ohem_thresh, ohem_min_kept), cross_entropy(aux_logits, target)
+
+
+def dgcnet_loss(outputs: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, *, ohem_thresh: float = 0.7,
+                ohem_min_kept: int = 100000, aux_weight: float = 0.4) -> torch.Tensor:
+    """OHEM CE on the main logits + ``aux_weight`` x CE on the auxiliary logits (see
+    :func:`dgcnet_loss_terms`)."""
+    main, aux = dgcnet_loss_terms(outputs, target, ohem_thresh=ohem_thresh, ohem_min_kept=ohem_min_kept)
+    return main + aux_weight * aux

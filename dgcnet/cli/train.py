@@ -39,6 +39,7 @@ FLAG_KEYS = {
     "val_every": "val.every",
     "val_list": "val.data_list",
     "classes": "data.classes",
+    "tensorboard": "run.tensorboard",
 }
 
 
@@ -59,9 +60,11 @@ def add_parser(subparsers: CommandAdder) -> None:
     port = p.add_argument_group("flags of the MindSpore port's train.py")
     port.add_argument("--data_dir", metavar="DIR", help="dataset root the list's paths are relative to (data.data_dir)")
     port.add_argument("--data_list", metavar="FILE", help="training list, image<TAB>label per line (data.data_list)")
-    port.add_argument("--restore_from", metavar="FILE",
+    port.add_argument("--restore_from", "--restore-from", dest="restore_from", metavar="FILE|URL",
                       help="starting weights: ImageNet deep-stem backbone .pth (fc.* skipped), full DGCNet "
-                           "weights, a training checkpoint or a MindSpore .ckpt (model.restore_from)")
+                           "weights, a training checkpoint, a MindSpore .ckpt, a Hugging Face folder or hf://OWNER/NAME, "
+                           "or an http(s) URL of one (downloaded once into the torch hub cache; end it with "
+                           "#sha256=HEX to pin it) (model.restore_from)")
     port.add_argument("--input_size", metavar="H,W", help="crop size, 832 or 832,832 (data.input_size)")
     port.add_argument("--batch_size", metavar="N", help="images per process and step (train.batch_size, default 1)")
     port.add_argument("--rgb", metavar="1|0", help="1: RGB ImageNet normalisation, 0: BGR mean subtraction (data.rgb)")
@@ -72,7 +75,7 @@ def add_parser(subparsers: CommandAdder) -> None:
     port.add_argument("--num_classes", metavar="N", help="number of classes (model.num_classes, default 19)")
     port.add_argument("--num_steps", metavar="N", help="training iterations (train.num_steps, default 60000)")
     port.add_argument("--save_dir", metavar="DIR",
-                      help="run folder: checkpoints, config.yaml, metrics.jsonl (run.save_dir, default runs/train)")
+                      help="run folder: checkpoints, config.yaml, train.log, metrics.jsonl (run.save_dir, default runs/train)")
     port.add_argument("--run_distribute", metavar="1|0",
                       help="1: require a torchrun launch (run.distributed; default: detect WORLD_SIZE)")
     port.add_argument("--ohem_thres", metavar="P", help="OHEM probability threshold (loss.ohem_thresh, default 0.7)")
@@ -99,6 +102,9 @@ def add_parser(subparsers: CommandAdder) -> None:
     ours.add_argument("--val-every", dest="val_every", metavar="N",
                       help="validate every N iterations and keep best.pt (val.every, default 0: never)")
     ours.add_argument("--val-list", dest="val_list", metavar="FILE", help="validation list (val.data_list)")
+    ours.add_argument("--tensorboard", action="store_const", const=True,
+                      help="require TensorBoard events in the run folder (run.tensorboard; default: written when "
+                           "tensorboard is installed, pip install 'dgcnet[tensorboard]'; run.tensorboard=false: none)")
     ours.add_argument("--classes", metavar="FILE",
                       help="class file of your own data: names, colours, ignore index, id mapping (data.classes, "
                            "default: Cityscapes); set --num_classes to match")

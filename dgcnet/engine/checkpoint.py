@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,23 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def link_checkpoint(src: str | Path, dst: str | Path) -> None:
+    """Make ``dst`` a hard link to the checkpoint ``src``, replacing ``dst`` atomically, so that
+    one checkpoint under two names takes its space once (a copy where the file system has no
+    hard links)."""
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    os.replace(tmp, dst)
+    _fsync_dir(dst.parent)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

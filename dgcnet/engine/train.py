@@ -8,21 +8,18 @@ uninterrupted run would have.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
-from tqdm import tqdm
 
 from dgcnet.config import TrainConfig, config_to_dict, save_config
 from dgcnet.data.cityscapes import SegmentationDataset, default_workers
@@ -31,10 +28,13 @@ from dgcnet.data.labels import CITYSCAPES
 from dgcnet.engine import checkpoint as ckpt
 from dgcnet.engine import distributed, precision
 from dgcnet.engine.distributed import DistEnv
+from dgcnet.engine.runlog import RunLogger, StepMeter, log_line, peak_memory_gb, validation_pictures
 from dgcnet.errors import DgcnetError
-from dgcnet.losses import dgcnet_loss
+from dgcnet.losses import dgcnet_loss_terms
 from dgcnet.models import DGCNet, build_model
 
+if TYPE_CHECKING:
+    from dgcnet.engine.evaluate import EvalResult
 
 
 @dataclass
@@ -194,57 +194,6 @@ def _on_device(batches: Iterator[tuple[int, torch.Tensor, torch.Tensor]], device
         yield epoch, images, labels
 
 
-class _MetricsLog:
-    """metrics.jsonl (and TensorBoard events when tensorboard is installed), main process only."""
-
-    def __init__(self, run_dir: Path, start: int, enabled: bool) -> None:
-        self.path = run_dir / "metrics.jsonl"
-        self.enabled = enabled
-        self.file = None
-        self.tensorboard = None
-        if not enabled:
-            return
-        self._drop_records_after(start)
-        self.file = open(self.path, "a")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            return
-        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start + 1)
-
-    def _drop_records_after(self, start: int) -> None:
-        """On resume, forget what a stopped run logged after its last checkpoint (and a line cut short)."""
-        if not self.path.exists():
-            return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("iteration", 0) <= start:
-                kept.append(line + "\n")
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, self.path)
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.tensorboard is not None:
-            for key, value in record.items():
-                if key != "iteration" and isinstance(value, (int, float)) and value is not None:
-                    self.tensorboard.add_scalar(key, value, record["iteration"])
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-
-
 def _resume_path(resume: str | None, run_dir: Path) -> Path | None:
     if resume is None:
         if ckpt.list_checkpoints(run_dir):
@@ -257,8 +206,9 @@ def _resume_path(resume: str | None, run_dir: Path) -> Path | None:
 
 
 def _validate(model: DGCNet, config: TrainConfig, dataset: SegmentationDataset, device: torch.device,
-              workers: int) -> float:
-    """mIoU of a plain (unsynchronised, eval-mode) copy of the weights on the validation list."""
+              workers: int) -> tuple[EvalResult, DGCNet]:
+    """Scores of a plain (unsynchronised, eval-mode) copy of the weights on the validation list,
+    and that copy."""
     from dgcnet.engine.evaluate import evaluate
 
     plain = build_model(model.arch, model.num_classes)
@@ -267,7 +217,7 @@ def _validate(model: DGCNet, config: TrainConfig, dataset: SegmentationDataset, 
                       amp=config.train.amp, workers=workers, progress=False)
     if result.miou is None:
         raise DgcnetError(f"{config.val.data_list}: no labelled image to validate on")
-    return result.miou
+    return result, plain
 
 
 def train(config: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
@@ -277,17 +227,27 @@ def train(config: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None =
     Returns where the run is and how it ended.
     """
     env = distributed.setup(config.run.device, config.run.distributed)
+    runlog = RunLogger(Path(config.run.save_dir), env.is_main, config.run.tensorboard)
     try:
-        return _train(config, env, on_log)
+        return _train(config, env, on_log, runlog)
+    except BaseException as error:
+        runlog.failed(error)
+        raise
     finally:
+        runlog.close()
         distributed.cleanup(env)
 
 
-def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]], None] | None) -> TrainResult:
+# The ImageNet deep-stem backbones the authors published, by architecture (docs/weights.md).
+IMAGENET_BACKBONES = {"dgcnet_r101": "resnet101-deep.pth", "dgcnet_r50": "resnet50-deep.pth"}
+
+
+def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]], None] | None,
+           runlog: RunLogger) -> TrainResult:
     cfg_model, cfg_data, cfg_train, cfg_run = config.model, config.data, config.train, config.run
     run_dir = Path(cfg_run.save_dir)
     resume_from = _resume_path(cfg_run.resume, run_dir)
-    say = print if env.is_main else (lambda *a, **k: None)
+    say = runlog.say
     _seed_everything(cfg_run.seed + env.rank)  # one seed per process: independent dropout masks
 
     # Data: the list's cheap checks (syntax, files exist) run here, before anything heavy.
@@ -319,6 +279,10 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
             module.p = cfg_model.aux_dropout
     if cfg_model.restore_from and resume_from is None:
         say(restore_weights(model, cfg_model.restore_from))
+    elif resume_from is None and cfg_model.arch in IMAGENET_BACKBONES:
+        say(f"warning: training {cfg_model.arch} from random weights. The published recipe (80.3 mIoU on "
+            f"Cityscapes val) starts from the ImageNet deep-stem backbone {IMAGENET_BACKBONES[cfg_model.arch]}: "
+            f"get it as docs/weights.md says and pass --restore-from FILE_OR_URL")
     if env.distributed:
         model = distributed.sync_batchnorm(model, env.device)
     model.to(env.device)
@@ -348,11 +312,14 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
         net = DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None,
                                       forward_sync_buffers=False)  # synchronised BN keeps buffers equal
 
-    def forward_loss(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward_loss(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss, and (loss, main term, auxiliary term) detached for the log."""
         with torch.autocast(env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             outputs = net(images)
-        return dgcnet_loss(outputs, labels, ohem_thresh=config.loss.ohem_thresh,
-                           ohem_min_kept=config.loss.ohem_min_kept, aux_weight=config.loss.aux_weight)
+        main, aux = dgcnet_loss_terms(outputs, labels, ohem_thresh=config.loss.ohem_thresh,
+                                      ohem_min_kept=config.loss.ohem_min_kept)
+        loss = main + config.loss.aux_weight * aux
+        return loss, torch.stack([loss, main, aux]).detach()
 
     if cfg_train.compile:  # one graph for the network and the loss: the loss's full-size passes fuse
         forward_loss = torch.compile(forward_loss)
@@ -371,7 +338,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     say(f"training {cfg_model.arch} ({params:,} parameters) on {len(dataset)} images, {env.world_size} "
         f"process(es) x batch {cfg_train.batch_size} on {env.device}, {workers} loader worker(s) each, "
         f"iterations {start}..{total}, run folder {run_dir}")
-    metrics = _MetricsLog(run_dir, start, env.is_main)
+    runlog.open(start)
 
     def save(iteration: int, path: Path | None = None) -> Path:
         path = path or ckpt.checkpoint_path(run_dir, iteration)
@@ -390,7 +357,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
         return path
 
     def log(record: dict[str, Any]) -> None:
-        metrics.write(record)
+        runlog.record(record)
         if on_log is not None and env.is_main:
             on_log(record)
 
@@ -407,21 +374,22 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     buffers_before_step = [b.clone() for b in buffers]
     loaded = _batches(dataset, sampler, cfg_train.batch_size, workers, env.device.type == "cuda", start)
     batches = _on_device(loaded, env.device, param_dtype, cfg_train.channels_last)
-    bar = tqdm(total=total, initial=start, unit="it", file=sys.stderr, dynamic_ncols=True,
-               disable=not (env.is_main and sys.stderr.isatty()))
+    runlog.progress(total, start)
+    meter = StepMeter(start, total)
     last_checkpoint = resume_from
-    loss_sum, loss_steps, skipped, nonfinite_in_row, final_loss = 0.0, 0, 0, 0, None
-    interval_start, interval_first = time.perf_counter(), start
+    loss_sums, loss_steps, skipped, nonfinite_in_row, final_loss = [0.0, 0.0, 0.0], 0, 0, 0, None
     net.train()
     try:
         for iteration in range(start, total):
+            waiting = time.perf_counter()
             epoch, images, labels = next(batches)
+            meter.add_wait(time.perf_counter() - waiting)
             lr = poly_lr(cfg_train.lr, iteration, total, cfg_train.poly_power)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             torch._foreach_copy_(buffers_before_step, buffers)  # a few kernels, not one per buffer
 
-            loss = forward_loss(images, labels)
+            loss, loss_terms = forward_loss(images, labels)
             optimizer.zero_grad(set_to_none=True)
             # Every process takes the same decision, so DDP's collectives stay in step.
             finite = distributed.all_true(bool(torch.isfinite(loss.detach())), env)
@@ -438,7 +406,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
                         optimizer.step()
             if finite:
                 nonfinite_in_row = 0
-                loss_sum += loss.item()
+                loss_sums = [a + b for a, b in zip(loss_sums, loss_terms.tolist())]
                 loss_steps += 1
             else:
                 # Forward already moved the BN running statistics towards the bad batch: undo that.
@@ -452,45 +420,51 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
                         f"{iteration + 1}); stopped. Last checkpoint: {last_checkpoint or 'none'}. "
                         f"Try a lower train.lr, --amp off, or check the data and starting weights")
             done = iteration + 1
-            bar.update(1)
+            runlog.step()
 
             if done % cfg_run.log_every == 0 or done == total:
-                mean_loss = distributed.mean_over_processes(loss_sum / loss_steps if loss_steps else 0.0, env)
-                step_time = (time.perf_counter() - interval_start) / (done - interval_first)
-                final_loss = mean_loss if loss_steps else None
+                # Means over the interval and the processes: loss, main term, auxiliary term.
+                means = [distributed.mean_over_processes(v / loss_steps if loss_steps else 0.0, env) for v in loss_sums]
+                final_loss = means[0] if loss_steps else None
                 record = {"iteration": done, "epoch": epoch, "loss": final_loss, "lr": lr,
-                          "time_per_step": step_time, "skipped_steps": skipped}
+                          "loss_main": means[1] if loss_steps else None, "loss_aux": means[2] if loss_steps else None,
+                          **meter.interval(done), "peak_memory_gb": peak_memory_gb(env.device),
+                          "skipped_steps": skipped}
                 if finite:
                     record["grad_norm"] = float(grad_norm)
-                loss_text = f"{final_loss:.6f}" if final_loss is not None else "nan (all skipped)"
-                line = f"iter = {done} of {total} completed, loss = {loss_text}, lr={lr:.6g}, time={step_time:.3f}seconds"
-                if env.is_main:
-                    bar.write(line, file=sys.stdout)
-                    sys.stdout.flush()
+                say(log_line(record, total))
                 log(record)
-                loss_sum, loss_steps, interval_first = 0.0, 0, done
-                interval_start = time.perf_counter()
+                loss_sums, loss_steps = [0.0, 0.0, 0.0], 0
 
-            if done % cfg_run.save_every == 0 or done == total:
-                last_checkpoint = save(done)
-
+            improved = False
             if val_dataset is not None and (done % config.val.every == 0 or done == total):
-                miou = _validate(model, config, val_dataset, env.device, workers) if env.is_main else None
+                miou, val_iou, validating = None, None, time.perf_counter()
+                if env.is_main:
+                    scores, plain = _validate(model, config, val_dataset, env.device, workers)
+                    miou, val_iou = scores.miou, dict(zip(scores.class_names, scores.iou.tolist()))
+                    if runlog.wants_images():
+                        runlog.images("val_prediction", validation_pictures(
+                            plain, val_dataset, mode=config.val.mode, tile=config.val.tile, amp=cfg_train.amp), done)
                 miou = distributed.gather_objects(miou, env)[0]  # every process learns the result
                 improved = best_miou is None or miou > best_miou
                 best_miou = miou if improved else best_miou
                 say(f"validation at iteration {done}: mIoU = {miou:.4f} (best {best_miou:.4f})")
-                log({"iteration": done, "val_miou": miou, "best_miou": best_miou})
-                if improved:
-                    save(done, run_dir / ckpt.BEST_NAME)
+                log({"iteration": done, "val_miou": miou, "best_miou": best_miou, "val_iou": val_iou})
                 net.train()
-                interval_start = time.perf_counter()
+                meter.exclude_since(validating)  # validation is not a step
+
+            # After validation, so that the checkpoint holds this iteration's best_miou.
+            checkpoint_now = done % cfg_run.save_every == 0 or done == total
+            if checkpoint_now:
+                last_checkpoint = save(done)
+            if improved and not checkpoint_now:
+                save(done, run_dir / ckpt.BEST_NAME)
+            elif improved and env.is_main:  # the same checkpoint: a hard link, not a second copy
+                ckpt.link_checkpoint(last_checkpoint, run_dir / ckpt.BEST_NAME)
     finally:
-        bar.close()
         batches.close()
         loaded.close()
-        metrics.close()
 
     final = ckpt.checkpoint_path(run_dir, total)
     say(f"done: {total} iterations, {skipped} skipped, final checkpoint {final}")
-    return TrainResult(run_dir, final, total, final_loss, skipped, best_miou, metrics.path)
+    return TrainResult(run_dir, final, total, final_loss, skipped, best_miou, runlog.metrics_path)

@@ -14,7 +14,9 @@ import dgcnet.engine.train as train_module
 from dgcnet.config import config_to_dict, load_config
 from dgcnet.data import SegmentationDataset
 from dgcnet.engine.checkpoint import FORMAT, save_checkpoint
+from dgcnet.data.labels import CITYSCAPES
 from dgcnet.engine.distributed import AllReduceBatchNorm, _convert_to_all_reduce
+from dgcnet.engine.evaluate import EvalResult
 from dgcnet.engine.train import build_optimizer, poly_lr, restore_weights, train
 from dgcnet.errors import DgcnetError
 from dgcnet.models import build_model
@@ -88,18 +90,31 @@ def test_short_run_writes_checkpoints_config_metrics_and_log(data_list, tmp_path
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert lines == records and [r["iteration"] for r in lines] == [1, 2]
     assert [r["lr"] for r in lines] == pytest.approx([0.01 * (1 - i / 2) ** 0.9 for i in range(2)])
-    assert all(np.isfinite(r["loss"]) and r["time_per_step"] > 0 for r in lines)
+    assert all(np.isfinite(r["loss"]) and r["seconds_per_iter"] > 0 for r in lines)
+    for r in lines:  # the loss is the main term plus 0.4 x the auxiliary one
+        assert r["loss"] == pytest.approx(r["loss_main"] + 0.4 * r["loss_aux"], rel=1e-5)
+        assert 0 <= r["data_wait"] <= 1 and r["eta_seconds"] >= 0 and r["peak_memory_gb"] > 0
+    assert lines[-1]["eta_seconds"] == 0
     out = capsys.readouterr().out
-    logged = re.findall(r"^iter = (\d+) of 2 completed, loss = ([0-9.]+), lr=([0-9.e-]+), time=[0-9.]+seconds$",
+    logged = re.findall(r"^iter = (\d+) of 2 completed, loss = ([0-9.]+), lr=([0-9.e-]+), loss_main=([0-9.]+), "
+                        r"loss_aux=([0-9.]+), s/iter=[0-9.]+, data_wait=\d+%, eta=\d+:\d\d:\d\d, peak_mem=[0-9.]+GB$",
                         out, re.M)
-    assert [int(i) for i, _, _ in logged] == [1, 2]
-    assert [float(loss) for _, loss, _ in logged] == pytest.approx([r["loss"] for r in lines], rel=1e-5)
+    assert [int(i) for i, *_ in logged] == [1, 2]
+    assert [float(loss) for _, loss, *_ in logged] == pytest.approx([r["loss"] for r in lines], rel=1e-5)
+    assert [float(aux) for *_, aux in logged] == pytest.approx([r["loss_aux"] for r in lines], rel=1e-5)
+    # train.log holds every printed line (and a line where each start begins).
+    log = (run / "train.log").read_text().splitlines()
+    assert [line for line in log if not line.startswith("--- ")] == out.splitlines()
+    assert sum(line.startswith("--- ") for line in log) == 1
 
     # A new run into a folder holding checkpoints is refused; --resume auto at the end has nothing to do.
     with pytest.raises(DgcnetError, match="already holds checkpoints"):
         train(config)
     again = train(load_config(None, tiny_overrides(data_list, run, steps=2, **{"run.resume": "auto"})))
     assert again.checkpoint == result.checkpoint
+    resumed = (run / "train.log").read_text()
+    assert resumed.startswith("\n".join(log)) and resumed.count("\n--- ") == 1  # appended
+    assert f"resumed from {result.checkpoint} at iteration 2" in resumed
     assert torch.equal(model_state(result.checkpoint)["conv1.0.weight"], state["model"]["conv1.0.weight"])
 
 
@@ -310,3 +325,60 @@ def test_periodic_validation_keeps_the_best_checkpoint(data_list, tmp_path):
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert best["best_miou"] == result.best_miou
     assert best["iteration"] == max(val, key=lambda r: r["val_miou"])["iteration"]
+    assert all(set(r["val_iou"]) == set(CITYSCAPES.names) for r in val)
+    assert sum(val[-1]["val_iou"].values()) / 19 == pytest.approx(val[-1]["val_miou"])
+
+
+def test_best_checkpoint_that_is_also_saved_is_a_hard_link_not_a_copy(data_list, tmp_path, monkeypatch):
+    scores = iter([0.2, 0.5])  # the final validation is the best
+    monkeypatch.setattr(train_module, "_validate", lambda model, *a: (
+        EvalResult(next(scores), np.zeros(19), np.zeros((19, 19)), 1.0, 1, 1, 0.0, CITYSCAPES.names), model))
+    run = tmp_path / "run"
+    train(load_config(None, tiny_overrides(data_list, run, steps=2, **{
+        "val.every": 1, "val.data_list": data_list, "run.save_every": 2})))
+    assert (run / "best.pt").stat().st_ino == (run / "checkpoint_0000002.pt").stat().st_ino
+    assert torch.load(run / "best.pt", weights_only=True)["best_miou"] == 0.5  # saved after validating
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_the_recipe_without_starting_weights_warns_once(data_list, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(train_module.IMAGENET_BACKBONES, "dgcnet_r18", "resnet18-deep.pth")  # as for r101
+    train(load_config(None, tiny_overrides(data_list, tmp_path / "run", steps=1)))
+    out = capsys.readouterr().out
+    assert out.count("warning: training dgcnet_r18 from random weights") == 1
+    assert "80.3 mIoU" in out and "resnet18-deep.pth" in out and "--restore-from" in out
+    path, _ = _backbone_file(tmp_path, build_model("dgcnet_r18"))
+    train(load_config(None, tiny_overrides(data_list, tmp_path / "run2", steps=1, **{"model.restore_from": path})))
+    assert "warning" not in capsys.readouterr().out
+
+
+def test_tensorboard_scalars_and_validation_pictures(data_list, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    train(load_config(None, tiny_overrides(data_list, run, steps=2, **{
+        "val.every": 2, "val.data_list": data_list, "val.tile": 65, "run.tensorboard": "true"})))
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    for tag in ("loss", "loss_main", "loss_aux", "lr", "seconds_per_iter", "data_wait", "val_miou",
+                "val_iou/road", "val_iou/bicycle"):
+        assert tag in tags["scalars"], tag
+    assert [e.step for e in events.Scalars("loss")] == [1, 2]
+    assert sorted(tags["images"]) == ["val_prediction/0", "val_prediction/1", "val_prediction/2"]
+    picture = events.Images("val_prediction/0")[0]
+    assert (picture.width, picture.height) == (3 * 48 + 8, 40)  # input | truth | prediction
+
+
+def test_without_tensorboard_one_line_says_how_to_get_it(data_list, tmp_path, capsys, monkeypatch):
+    import dgcnet.engine.runlog as runlog
+
+    monkeypatch.setattr(runlog, "tensorboard_writer_class", lambda: None)
+    train(load_config(None, tiny_overrides(data_list, tmp_path / "run", steps=2)))
+    out = capsys.readouterr().out
+    assert out.count("pip install 'dgcnet[tensorboard]'") == 1 and not (tmp_path / "run" / "tensorboard").exists()
+    train(load_config(None, tiny_overrides(data_list, tmp_path / "run2", steps=1, **{"run.tensorboard": "false"})))
+    assert "dgcnet[tensorboard]" not in capsys.readouterr().out
+    with pytest.raises(DgcnetError, match=r"tensorboard is not installed: pip install 'dgcnet\[tensorboard\]'"):
+        train(load_config(None, tiny_overrides(data_list, tmp_path / "run3", steps=1, **{"run.tensorboard": "true"})))
