@@ -60,7 +60,7 @@ def add_parser(subparsers: CommandAdder) -> None:
     port = p.add_argument_group("flags of the MindSpore port's train.py")
     port.add_argument("--data_dir", metavar="DIR", help="dataset root the list's paths are relative to (data.data_dir)")
     port.add_argument("--data_list", metavar="FILE", help="training list, image<TAB>label per line (data.data_list)")
-    port.add_argument("--restore_from", "--restore-from", dest="restore_from", metavar="FILE|URL",
+    port.add_argument("--restore_from", metavar="FILE|URL",
                       help="starting weights: ImageNet deep-stem backbone .pth (fc.* skipped), full DGCNet "
                            "weights, a training checkpoint, a MindSpore .ckpt, a Hugging Face folder or hf://OWNER/NAME, "
                            "or an http(s) URL of one (downloaded once into the torch hub cache; end it with "
