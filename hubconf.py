@@ -1,12 +1,14 @@
 """torch.hub entry points: ``torch.hub.load(REPO, "dgcnet_r101", source="local", weights=PATH)``.
 
 ``weights`` is a file in any format ``dgcnet convert`` reads (released ``dgcnet`` safetensors
-preferred); without it the model has random weights. The model comes back in eval mode with
+preferred), an http(s) URL of one (downloaded once into the torch hub cache, ``#sha256=HEX`` pins
+it), a folder written by ``dgcnet convert W DIR --to hf`` or ``hf://OWNER/NAME``; without it the
+model has random weights. The model comes back in eval mode with
 ``class_names`` and ``rgb`` from the file.
 """
 from __future__ import annotations
 
-dependencies = ["torch", "numpy", "safetensors", "PIL", "yaml"]
+dependencies = ["torch", "numpy", "safetensors", "PIL", "yaml", "tqdm"]
 
 
 def _entry(arch: str, weights: str | None, num_classes: int, device: str):

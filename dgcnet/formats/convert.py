@@ -226,8 +226,11 @@ def _read_mindspore(path: Path) -> Weights:
 
 def read_weights(path: str | Path) -> Weights:
     """Read any supported file into PyTorch names (MindSpore Conv1d weights keep their 4-D shape
-    until :func:`fit_to_model`)."""
-    path = Path(path)
+    until :func:`fit_to_model`). ``path`` may also be a URL, ``hf://OWNER/NAME`` or a Hub-layout
+    folder (:func:`dgcnet.formats.download.resolve_weights`)."""
+    from dgcnet.formats.download import resolve_weights
+
+    path = resolve_weights(path)
     if not path.is_file():
         raise DgcnetError(f"{path}: no such file")
     kind = detect_format(path)

@@ -8,6 +8,7 @@ import torch
 
 from dgcnet.errors import DgcnetError
 from dgcnet.formats.convert import summarize_names, fit_to_model, read_weights
+from dgcnet.formats.download import resolve_weights
 from dgcnet.models import DGCNet, build_model, list_models
 
 
@@ -16,7 +17,9 @@ def load_model(path_or_arch: str | Path, device: str | torch.device = "cpu",
     """Build the model a weights file describes, load the weights, return it in eval mode.
 
     ``path_or_arch`` is a file in any format ``dgcnet convert`` reads (released safetensors,
-    training checkpoint, the authors' .pth, MindSpore .ckpt) or an architecture name, which
+    training checkpoint, the authors' .pth, MindSpore .ckpt), an http(s) URL of one (downloaded
+    once into the torch hub cache; ``#sha256=HEX`` pins it), a folder written by ``dgcnet
+    convert W DIR --to hf`` or ``hf://OWNER/NAME`` (needs huggingface_hub), or an architecture name, which
     gives randomly initialised weights (with a warning). ``class_names`` and ``rgb`` come from
     the file when it records them. A backbone-only file (ImageNet init) loads with a warning
     that the heads are random; ``num_classes`` then sets the head size.
@@ -25,7 +28,7 @@ def load_model(path_or_arch: str | Path, device: str | torch.device = "cpu",
         warnings.warn(f"{path_or_arch}: no weights file given, the model has random weights", stacklevel=2)
         model = build_model(path_or_arch, 19 if num_classes is None else num_classes)
         return model.to(device).eval()
-    path = Path(path_or_arch)
+    path = resolve_weights(path_or_arch)  # a URL, hf://OWNER/NAME or a Hub-layout folder: its file
     if not path.is_file():
         raise DgcnetError(f"{path}: no such file (and not an arch: {', '.join(list_models())})")
     weights = read_weights(path)
