@@ -8,7 +8,6 @@ in a few minutes on a 2-core CPU.
 """
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from dgcnet.engine.evaluate import EvalResult, evaluate, write_results
 from dgcnet.engine.fast import keep_freed_memory, optimize_for_inference
 from dgcnet.engine.inference import default_stride
 from dgcnet.engine.predict import FORMAT_DIRS, collect_inputs, predict_files
+from dgcnet.engine.runlog import read_metrics
 from dgcnet.engine.train import train
 from dgcnet.errors import DgcnetError
 from dgcnet.formats.load import load_model
@@ -131,10 +131,6 @@ def comparison_image(items: list[tuple[Path, Path | None, Path]]) -> Image.Image
     return Image.fromarray(np.concatenate(rows[:-1], axis=0))
 
 
-def _read_records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
              say: Callable[[str], None] = print, progress: bool = False) -> DemoResult:
     """Run the whole demo into ``out_dir`` (must be missing or empty). ``say`` receives one line
@@ -159,7 +155,8 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
     seconds["data"] = time.perf_counter() - start
 
     say(f"[2/5] training {settings.arch} from scratch for {settings.steps} iterations "
-        f"(batch {settings.batch_size}, crop {'x'.join(map(str, crop_size(settings)))}, SGD lr {settings.lr})")
+        f"(batch {settings.batch_size}, crop {'x'.join(map(str, crop_size(settings)))}, SGD lr {settings.lr}); "
+        f"each log line ends with the time per iteration and the training's ETA")
     t = time.perf_counter()
     trained = train(config)
     seconds["train"] = time.perf_counter() - t
@@ -195,7 +192,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
 
     say(f"[5/5] training curve and summary -> {out_dir}")
     curve = out_dir / "training_curve.png"
-    records = _read_records(trained.metrics_path)
+    records = read_metrics(trained.metrics_path)
     training_curve(records, title=f"{settings.arch} on synthetic Cityscapes").save(curve)
     seconds["total"] = time.perf_counter() - start
     table = format_table(class_table(result.class_names, result.iou, result.confusion), result.miou)
@@ -258,7 +255,8 @@ The evaluator's files are in [{rel(result_dir)}/]({rel(result_dir)}/): `result.t
 {settings_rows}
 
 The full training configuration is [train/config.yaml](train/config.yaml); the training log is
-[train/metrics.jsonl](train/metrics.jsonl).
+[train/metrics.jsonl](train/metrics.jsonl), and every line it printed is in
+[train/train.log](train/train.log).
 
 ## Where everything is
 

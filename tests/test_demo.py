@@ -101,3 +101,15 @@ def test_default_crop_is_a_square_of_the_image_height():
     assert crop_size(DemoSettings(image_size=(128, 256))) == (128, 128)
     assert crop_size(DemoSettings(image_size=(96, 64))) == (96, 64)
     assert crop_size(DemoSettings(crop_size=(32, 48))) == (32, 48)
+
+
+def test_training_prints_its_eta_and_keeps_one_copy_of_the_best_checkpoint(tiny_demo):
+    out, _, printed = tiny_demo
+    assert re.search(r"^iter = 2 of 2 completed, .*, s/iter=[0-9.]+, .*eta=0:00:00", printed, re.M)
+    assert (out / "train" / "train.log").read_text().count("iter = ") == 2
+    final = out / "train" / "checkpoint_0000002.pt"
+    best = out / "train" / "best.pt"
+    if torch.load(best, weights_only=True)["iteration"] == 2:  # the final checkpoint is the best
+        assert best.stat().st_ino == final.stat().st_ino
+    else:
+        assert best.stat().st_ino != final.stat().st_ino

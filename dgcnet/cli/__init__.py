@@ -27,6 +27,7 @@ COMMANDS = {
     "eval": ("evaluate", "mIoU on a data list (sliding window, tile 832, as published)"),
     "predict": ("predict", "segment images (files, folders, globs) and write PNGs"),
     "benchmark": ("benchmark", "time training steps or inference passes"),
+    "plot": ("plot", "draw the training curves of run folders into one PNG"),
 }
 
 

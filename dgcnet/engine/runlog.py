@@ -128,6 +128,34 @@ def validation_pictures(model: torch.nn.Module, dataset: Any, *, mode: str, tile
     return pictures
 
 
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a run folder's metrics.jsonl (or of that file). A last line cut short (a
+    run killed while writing) is left out; any other bad line is an error naming it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_NAME
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise DgcnetError(f"{path}: no such file (is {path.parent} a run folder?)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DgcnetError(f"{path}: cannot read: {error}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                break
+            raise DgcnetError(f"{path}:{number}: not a JSON record: {error.msg}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("iteration"), int):
+            raise DgcnetError(f"{path}:{number}: a record without an integer 'iteration'")
+        records.append(record)
+    return records
+
+
 def _drop_records_after(path: Path, start: int) -> None:
     """On resume, forget what a stopped run logged after its last checkpoint (and a line cut short)."""
     if not path.exists():
