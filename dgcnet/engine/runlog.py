@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dgcnet.errors import DgcnetError
+from dgcnet.errors import DgcnetError, install_hint
 
 LOG_NAME = "train.log"
 METRICS_NAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
-TENSORBOARD_HINT = "pip install 'dgcnet[tensorboard]'"
+TENSORBOARD_HINT = install_hint("tensorboard")
 
 
 def tensorboard_writer_class() -> type | None:

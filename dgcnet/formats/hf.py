@@ -14,13 +14,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dgcnet.errors import DgcnetError
+from dgcnet.errors import DgcnetError, install_hint
 
 HF_SCHEME = "hf://"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
-HUB_HINT = "pip install 'dgcnet[hub]'"
 
 
 def folder_weights(folder: Path) -> Path:
@@ -48,7 +47,7 @@ def hub_weights(spec: str) -> Path:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise DgcnetError(f"{spec}: loading from the Hugging Face Hub needs huggingface_hub: {HUB_HINT}") from None
+        raise DgcnetError(f"{spec}: loading from the Hugging Face Hub needs huggingface_hub: {install_hint('hub')}") from None
     try:
         return Path(hf_hub_download(repo, WEIGHTS_NAME, revision=revision))
     except Exception as error:  # offline, not found, gated, network: one line, whatever the cause
