@@ -265,6 +265,8 @@ def test_nonfinite_loss_in_a_row_stops_with_a_clear_error(data_list, tmp_path):
     assert not list((tmp_path / "run").glob("*.pt"))
     with pytest.raises(DgcnetError, match=r"2 non-finite losses or gradients in a row \(last at iteration 2\)"):
         train(load_config(None, tiny_overrides(data_list, tmp_path / "run2", steps=5, **overrides)))
+    assert (tmp_path / "run2" / "train.log").read_text().splitlines()[-1].startswith(
+        "stopped: 2 non-finite losses or gradients in a row")
 
 
 def test_one_nonfinite_step_is_skipped_and_undone(data_list, tmp_path, monkeypatch):
