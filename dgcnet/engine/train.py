@@ -227,14 +227,16 @@ def train(config: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None =
     Returns where the run is and how it ended.
     """
     env = distributed.setup(config.run.device, config.run.distributed)
-    runlog = RunLogger(Path(config.run.save_dir), env.is_main, config.run.tensorboard)
     try:
-        return _train(config, env, on_log, runlog)
-    except BaseException as error:
-        runlog.failed(error)
-        raise
+        runlog = RunLogger(Path(config.run.save_dir), env.is_main, config.run.tensorboard)
+        try:
+            return _train(config, env, on_log, runlog)
+        except BaseException as error:
+            runlog.failed(error)  # train.log says why the run stopped
+            raise
+        finally:
+            runlog.close()
     finally:
-        runlog.close()
         distributed.cleanup(env)
 
 
