@@ -34,7 +34,8 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     """The flags eval and predict share: checkpoint, inference mode, device."""
     p.add_argument("--restore-from", "--restore_from", dest="restore_from", required=True, metavar="CKPT",
                    help="weights: released .safetensors, training checkpoint, the authors' .pth or a "
-                        "MindSpore .ckpt")
+                        "MindSpore .ckpt; or an http(s) URL of one (downloaded once into the torch hub cache, "
+                        "#sha256=HEX pins it), a Hugging Face folder or hf://OWNER/NAME")
     p.add_argument("--mode", choices=MODES, default="sliding",
                    help="sliding: tiles of --tile at --stride, logits averaged (the protocol); "
                         "whole: the full image in one pass (default: sliding)")

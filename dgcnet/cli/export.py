@@ -17,7 +17,8 @@ def add_parser(subparsers: CommandAdder) -> None:
         description=f"Export to ONNX (opset {OPSET}; needs the 'onnx' extra). The graph takes 'image', a "
                     "normalised float32 NCHW tensor, and returns 'logits' at stride 8.")
     p.add_argument("--restore-from", required=True, metavar="CKPT",
-                   help="weights in any format dgcnet convert reads (or an arch name for random weights)")
+                   help="weights in any format dgcnet convert reads, also by http(s) URL, Hugging Face folder "
+                        "or hf://OWNER/NAME (or an arch name for random weights)")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
     p.add_argument("--size", type=image_size, default=(832, 832),
                    help="input size HxW traced (and the only size unless --dynamic) (default: 832x832)")
