@@ -93,7 +93,7 @@ def test_load_model_by_url_downloads_once_into_the_hub_cache(server, hub_cache, 
     assert model.arch == "dgcnet_r18" and model.class_names[0] == "c0" and _same(model, r18_state)
     cached = cache_path(url)
     assert cached.parent == hub_cache and cached.name.endswith("-r18.safetensors")
-    assert cached.read_bytes() == released_bytes and [p.name for p in hub_cache.iterdir()] == [cached.name, cached.name + ".lock"]
+    assert cached.read_bytes() == released_bytes and sorted(p.name for p in hub_cache.iterdir()) == [cached.name, cached.name + ".lock"]
     dgcnet.load_model(url)
     assert len(server.requests) == 1  # the second load reads the cache
 
