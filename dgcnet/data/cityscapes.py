@@ -4,12 +4,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from dgcnet.data.labels import CITYSCAPES, IGNORE_INDEX, ClassInfo
+from dgcnet.data.store import PreparedStore, find_store
 from dgcnet.data.transforms import TrainAugment, normalize, read_image, read_label
 from dgcnet.errors import DgcnetError
 
@@ -76,6 +78,15 @@ def default_workers(local_processes: int = 1) -> int:
     return max(1, min(16, cpus // max(1, local_processes) - 1))
 
 
+def _read_bytes(sample: Sample, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DgcnetError(f"{sample.where}: {path}: no such file") from None
+    except OSError as error:
+        raise DgcnetError(f"{sample.where}: {path}: cannot read ({error.strerror or error})") from None
+
+
 class SegmentationDataset(Dataset):
     """Images (and labels, as train ids) from a data list.
 
@@ -83,11 +94,16 @@ class SegmentationDataset(Dataset):
     (seed, epoch, index) alone, so it does not depend on the number of loader workers.
     train=False returns the whole normalised image. Items: (image, label, index); label is an
     empty tensor for lists without labels.
+
+    prepared: a store made by `dgcnet prepare` to read decoded arrays from instead of decoding
+    the files (the same arrays, so the same samples); "auto": DATA_DIR/dgcnet-prepared when it
+    exists; None: always decode the files. ``source`` says which one is used.
     """
 
     def __init__(self, data_dir: str | Path, list_path: str | Path, *, classes: ClassInfo = CITYSCAPES,
                  train: bool = False, crop_size: tuple[int, int] = (832, 832), scale: bool = True,
-                 mirror: bool = True, rgb: bool = True, seed: int = 0) -> None:
+                 mirror: bool = True, rgb: bool = True, seed: int = 0,
+                 prepared: str | Path | None = None) -> None:
         self.samples = read_list(list_path, data_dir, require_labels=train)
         check_files_exist(self.samples)
         self.classes = classes
@@ -96,6 +112,15 @@ class SegmentationDataset(Dataset):
         self.augment = TrainAugment(crop_size, scale, mirror, rgb)
         self.seed = seed
         self.epoch = 0
+        store = find_store(data_dir, prepared)
+        self.store = None if store is None else PreparedStore(store, classes)
+        self.stored = None if self.store is None else self.store.entries(self.samples, data_dir)
+
+    @property
+    def source(self) -> str:
+        if self.store is None:
+            return "decoding the image files"
+        return f"prepared store {self.store.root} (decoded arrays, memory-mapped)"
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -103,12 +128,25 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw RGB uint8 image and train-id label (None without a label column)."""
+    def read(self, index: int) -> tuple[Any, Any]:
+        """The sample's raw data: the files' bytes, or with a store its memory-mapped arrays."""
+        if self.stored is not None:
+            image, label = self.stored[index]
+            try:
+                return image.open(), None if label is None else label.open()
+            except DgcnetError as error:
+                raise DgcnetError(f"{self.samples[index].where}: {error}") from None
+        s = self.samples[index]
+        return _read_bytes(s, s.image), None if s.label is None else _read_bytes(s, s.label)
+
+    def decode(self, index: int, raw: tuple[Any, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw RGB uint8 image and train-id label (None without a label column) from ``read``'s data."""
+        if self.stored is not None:
+            return raw
         s = self.samples[index]
         try:
-            image = read_image(s.image)
-            label = None if s.label is None else self.classes.to_train_ids(read_label(s.label))
+            image = read_image(s.image, raw[0])
+            label = None if s.label is None else self.classes.to_train_ids(read_label(s.label, raw[1]))
         except DgcnetError as error:
             raise DgcnetError(f"{s.where}: {error}") from None
         if label is not None and self.classes.ignore_index != IGNORE_INDEX:
@@ -118,6 +156,10 @@ class SegmentationDataset(Dataset):
             raise DgcnetError(f"{s.where}: {s.label}: label size {label.shape[1]}x{label.shape[0]} "
                               f"differs from image size {image.shape[1]}x{image.shape[0]}")
         return image, label
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw RGB uint8 image and train-id label (None without a label column)."""
+        return self.decode(index, self.read(index))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         image, label = self.load(index)

@@ -1,6 +1,7 @@
 """Image reading, normalisation and the training augmentation of the recipe."""
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +19,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Any image file -> HxWx3 uint8 RGB (greyscale, RGBA and 16-bit inputs converted)."""
+def read_image(path: str | Path, data: bytes | None = None) -> np.ndarray:
+    """Any image file -> HxWx3 uint8 RGB (greyscale, RGBA and 16-bit inputs converted).
+    ``data``: the file's bytes, already read (``path`` then only names it in errors)."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             img.load()
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 array = np.asarray(img, dtype=np.float64)
@@ -34,10 +36,10 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DgcnetError(f"{path}: cannot read image ({error})") from None
 
 
-def read_label(path: str | Path) -> np.ndarray:
-    """A single-channel 8-bit label PNG -> HxW uint8 array of stored ids."""
+def read_label(path: str | Path, data: bytes | None = None) -> np.ndarray:
+    """A single-channel 8-bit label PNG -> HxW uint8 array of stored ids (``data`` as for read_image)."""
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             img.load()
             if img.mode not in ("L", "P"):
                 raise DgcnetError(f"{path}: label must be a single-channel 8-bit image, got mode {img.mode}")
@@ -104,28 +106,48 @@ class TrainAugment:
         top = int(rng.integers(0, max(h, ch) - ch + 1))
         left = int(rng.integers(0, max(w, cw) - cw + 1))
         flip = self.mirror and rng.random() < 0.5
-        # The crop window inside the resized image; the rest of the crop is padding.
+        # The crop window inside the resized image; the rest of the crop is padding. A flip is
+        # done by taking the columns in reverse order: the window then ends at the crop's right.
         bottom, right = min(top + ch, h), min(left + cw, w)
-        x = torch.zeros(3, ch, cw)
+        rows, cols = bottom - top, right - left
+        c0, c1 = (cw - cols, cw) if flip else (0, cols)
+        x = torch.empty(3, ch, cw)
+        x[:, rows:] = 0
+        x[:, :rows, :c0] = 0
+        x[:, :rows, c1:] = 0
         y = torch.full((ch, cw), IGNORE_INDEX, dtype=torch.long)
-        src = torch.from_numpy(image)
+        out = x[:, :rows, c0:c1].permute(1, 2, 0)  # the window, HxWx3 like the source
+        src, lab = torch.from_numpy(image), torch.from_numpy(label)
         if (h, w) == (height, width):
-            patch = src[top:bottom, left:right].permute(2, 0, 1).float()
-            y[: bottom - top, : right - left] = torch.from_numpy(label[top:bottom, left:right].astype(np.int64))
+            patch, label_patch = src[top:bottom, left:right], lab[top:bottom, left:right]
+            out.copy_(patch.flip(1) if flip else patch)
+            y[:rows, c0:c1] = label_patch.flip(1) if flip else label_patch
         else:
             y0, y1, wy = _linear_taps(height, h, top, bottom)
             x0, x1, wx = _linear_taps(width, w, left, right)
             # Separable: blend the two source rows of each output row (only the columns the crop
-            # needs), then the two columns of each output pixel.
+            # needs), then the two columns of each output pixel, straight into the crop.
             first, last = int(x0[0]), int(x1[-1]) + 1
             region = src[:, first:last]
-            rows = torch.lerp(region.index_select(0, y0).float(), region.index_select(0, y1).float(),
-                              wy.view(-1, 1, 1))
-            x0, x1 = x0 - first, x1 - first
-            patch = torch.lerp(rows.index_select(1, x0), rows.index_select(1, x1), wx.view(1, -1, 1)).permute(2, 0, 1)
+            blended = region.index_select(0, y0).float().view(rows, -1)
+            blended.lerp_(region.index_select(0, y1).float().view(rows, -1), wy.view(-1, 1))
             ny, nx = _nearest_taps(height, h, top, bottom), _nearest_taps(width, w, left, right)
-            y[: bottom - top, : right - left] = torch.from_numpy(label).index_select(0, ny).index_select(1, nx)
-        x[:, : bottom - top, : right - left] = _normalize_chw(patch, self.rgb)
-        if flip:
-            x, y = x.flip(2), y.flip(1)
-        return x.contiguous(), y.contiguous()
+            if flip:
+                x0, x1, wx, nx = x0.flip(0), x1.flip(0), wx.flip(0), nx.flip(0)
+            # The columns' three channels are adjacent: gather them as one flat index each (much
+            # faster than gathering 3-value chunks), with the weight spelled out per channel.
+            channel = torch.arange(3)
+            i0 = ((x0 - first).view(-1, 1) * 3 + channel).view(-1)
+            i1 = ((x1 - first).view(-1, 1) * 3 + channel).view(-1)
+            torch.lerp(blended.index_select(1, i0).view(rows, cols, 3), blended.index_select(1, i1).view(rows, cols, 3),
+                       wx.view(1, -1, 1).expand(1, cols, 3).contiguous(), out=out)
+            y[:rows, c0:c1] = lab.index_select(0, ny).index_select(1, nx)
+        # Normalising is per-pixel, so normalising the window alone equals normalising the image.
+        if self.rgb:
+            mean = torch.tensor(IMAGENET_MEAN) * 255.0
+            std = torch.tensor(IMAGENET_STD) * 255.0
+            out.sub_(mean).div_(std)
+        else:
+            out.sub_(torch.tensor(BGR_MEAN).flip(0))  # BGR means in RGB order; channels swapped below
+            x = x.flip(0)
+        return x, y
