@@ -106,6 +106,7 @@ def main() -> None:
             loader = DataLoader(train_set, batch_size=args.batch, shuffle=True, drop_last=True,
                                 generator=torch.Generator().manual_seed(epoch))
             for images, labels, _ in loader:
+                labels = labels.long()  # the loader gives uint8 labels
                 if progress() >= 1:
                     break
                 lr = args.lr * (1 - progress()) ** 0.9  # poly decay over the budget

@@ -1,18 +1,24 @@
-"""Time training steps or inference passes of a model and relate them to its FLOP count."""
+"""Time training steps or inference passes of a model and relate them to its FLOP count, or the
+loading of training samples."""
 from __future__ import annotations
 
+import itertools
 import statistics
 import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from dgcnet.config import AMP_MODES
-from dgcnet.engine.fast import optimize_for_inference
+from dgcnet.data import CITYSCAPES, ClassInfo, SegmentationDataset
+from dgcnet.data.store import store_size
+from dgcnet.engine.fast import loader_worker_init, optimize_for_inference
 from dgcnet.engine.precision import amp_dtype
 from dgcnet.errors import DgcnetError
 from dgcnet.losses import dgcnet_loss
@@ -241,3 +247,104 @@ def benchmark(arch: str = "dgcnet_r101", size: tuple[int, int] = (832, 832), mod
         peak_memory_mb=_peak_memory_mb(dev), flops_per_step=flops, achieved_tflops=achieved,
         peak_tflops=peak_tflops, peak_share=achieved / peak_tflops if peak_tflops else None,
     )
+
+
+# --- Training data loading -------------------------------------------------------------------
+
+DATA_PHASES = ("read", "decode", "augment", "collate")
+
+
+@dataclass
+class DataBenchmarkResult:
+    source: str                  # where samples come from: the image files or a prepared store
+    workers: int
+    batch: int
+    samples: int                 # timed samples (after each worker's first batch)
+    image_size: tuple[int, int]  # of the first sample
+    crop: tuple[int, int]
+    wall_s: float
+    samples_per_s: float         # by wall clock, all workers together
+    cpu_ms_per_sample: float     # loader CPU time per sample: read + decode + augment + collate
+    phase_ms: dict[str, float]   # CPU ms per sample of each of DATA_PHASES
+    files_bytes: int             # the listed image and label files on disk
+    store_bytes: int | None      # the prepared store on disk, when one is used
+
+    @property
+    def samples_per_core_s(self) -> float:
+        """Samples one busy CPU core prepares per second."""
+        return 1000.0 / self.cpu_ms_per_sample
+
+
+class _TimedSamples(torch.utils.data.Dataset):
+    """Training samples keyed by (epoch, index), each with the CPU seconds of its read, decode and
+    augment (time.process_time: the worker's own CPU, whatever else runs on the machine)."""
+
+    def __init__(self, dataset: SegmentationDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        t0 = time.process_time()
+        raw = self.dataset.read(index)
+        t1 = time.process_time()
+        image, label = self.dataset.decode(index, raw)
+        t2 = time.process_time()
+        x, y = self.dataset.augment(image, label, self.dataset.rng(index))
+        t3 = time.process_time()
+        return x, y, [t1 - t0, t2 - t1, t3 - t2]
+
+
+def _timed_collate(items: list[tuple[torch.Tensor, torch.Tensor, list[float]]]) -> tuple[torch.Tensor, list[float]]:
+    start = time.process_time()
+    images, _ = torch.utils.data.default_collate([(x, y) for x, y, _ in items])
+    collate = time.process_time() - start
+    return images, [sum(item[2][i] for item in items) for i in range(3)] + [collate]
+
+
+def data_benchmark(data_dir: str | Path, data_list: str | Path, *, workers: int = 1, iters: int = 50,
+                   batch: int = 1, crop: tuple[int, int] = (832, 832), prepared: str | Path | None = "auto",
+                   classes: ClassInfo | None = None, seed: int = 0) -> DataBenchmarkResult:
+    """Load ``iters`` batches of training samples as training does (recipe augmentation, shuffled,
+    ``workers`` DataLoader processes; 0: in this process) after each worker's first batch, and
+    return samples/s and the CPU time per sample of each phase. ``prepared`` as for
+    SegmentationDataset: "auto" reads DATA_DIR/dgcnet-prepared when it exists, None the files."""
+    if workers < 0 or iters < 1 or batch < 1:
+        raise DgcnetError("workers must be at least 0, iters and batch at least 1")
+    dataset = SegmentationDataset(data_dir, data_list, classes=classes or CITYSCAPES, train=True, crop_size=crop,
+                                  seed=seed, prepared=prepared)
+    shuffle = np.random.default_rng(seed)
+
+    def batch_keys():  # shuffled epochs, as training draws them
+        keys = []
+        for epoch in itertools.count():
+            for index in shuffle.permutation(len(dataset)).tolist():
+                keys.append((epoch, index))
+                if len(keys) == batch:
+                    yield keys
+                    keys = []
+
+    loader = torch.utils.data.DataLoader(_TimedSamples(dataset), batch_sampler=batch_keys(), num_workers=workers,
+                                         collate_fn=_timed_collate, worker_init_fn=loader_worker_init)
+    batches = iter(loader)
+    for _ in range(max(1, workers)):  # each worker's first batch includes its start
+        next(batches)
+    totals = [0.0] * len(DATA_PHASES)
+    start = time.perf_counter()
+    for _ in range(iters):
+        _, seconds = next(batches)
+        totals = [t + s for t, s in zip(totals, seconds)]
+    wall = time.perf_counter() - start
+    del batches
+    samples = iters * batch
+    files = sum(p.stat().st_size for s in dataset.samples for p in (s.image, s.label) if p is not None)
+    height, width = dataset.load(0)[1].shape
+    return DataBenchmarkResult(
+        source=dataset.source, workers=workers, batch=batch, samples=samples, image_size=(height, width),
+        crop=tuple(crop), wall_s=wall, samples_per_s=samples / wall,
+        cpu_ms_per_sample=1000 * sum(totals) / samples,
+        phase_ms={name: 1000 * t / samples for name, t in zip(DATA_PHASES, totals)},
+        files_bytes=files, store_bytes=None if dataset.store is None else store_size(dataset.store.root))

@@ -20,13 +20,14 @@ COMMANDS = {
     "info": ("info", "parameters and FLOPs of an architecture"),
     "synth": ("data", "write a synthetic Cityscapes dataset"),
     "lists": ("data", "write data lists: the authors' Cityscapes lists, or lists of a dataset folder"),
-    "check-data": ("data", "check every file of a data list"),
+    "check-data": ("data", "check every file of a data list (and its prepared store)"),
+    "prepare": ("prepare", "decode a data list's files once into a prepared store for fast training loads"),
     "train": ("train", "train DGCNet (one process, or one per GPU under torchrun)"),
     "convert": ("convert", "convert weights between PyTorch .pth, safetensors and MindSpore .ckpt"),
     "export": ("export", "export a model to ONNX"),
     "eval": ("evaluate", "mIoU on a data list (sliding window, tile 832, as published)"),
     "predict": ("predict", "segment images (files, folders, globs) and write PNGs"),
-    "benchmark": ("benchmark", "time training steps or inference passes"),
+    "benchmark": ("benchmark", "time training steps, inference passes or training data loading"),
     "plot": ("plot", "draw the training curves of run folders into one PNG"),
 }
 

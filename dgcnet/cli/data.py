@@ -11,6 +11,8 @@ from dgcnet.data.check import check_list
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES
 from dgcnet.data.lists import write_authors_lists, write_lists
+from dgcnet.data.prepare import check_store
+from dgcnet.data.store import DEFAULT_NAME, find_store
 from dgcnet.data.synth import write_synth
 
 
@@ -61,6 +63,10 @@ def add_parser(subparsers: CommandAdder) -> None:
                    help="class file (YAML or JSON) giving the valid label ids (default: Cityscapes label ids)")
     p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1),
                    help="parallel file checks (default: number of CPUs, at most 8)")
+    p.add_argument("--prepared", metavar="DIR|auto|none", default="auto",
+                   help="also check this prepared store (`dgcnet prepare`) against the list: every file "
+                        "stored, its source unchanged, its array whole and unaltered (checksum) "
+                        f"(default auto: DATA_DIR/{DEFAULT_NAME} when it exists; none: skip)")
     p.set_defaults(run=run_check_data)
 
 
@@ -87,4 +93,12 @@ def run_check_data(args: argparse.Namespace) -> int:
     for problem in result.problems:
         print(problem)
     print(result.summary())
-    return 0 if result.ok else 1
+    store = find_store(args.data_dir, None if args.prepared.lower() == "none" else args.prepared)
+    if store is None:
+        return 0 if result.ok else 1
+    stored = check_store(store, args.data_dir, args.data_list, classes=classes, workers=args.workers,
+                         progress=sys.stderr.isatty())
+    for problem in stored.problems:
+        print(problem)
+    print(f"prepared store {store}: " + ("no problems" if stored.ok else f"{len(stored.problems)} problem(s)"))
+    return 0 if result.ok and stored.ok else 1

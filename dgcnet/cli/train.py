@@ -40,6 +40,7 @@ FLAG_KEYS = {
     "val_list": "val.data_list",
     "classes": "data.classes",
     "tensorboard": "run.tensorboard",
+    "prepared": "data.prepared",
 }
 
 
@@ -108,6 +109,9 @@ def add_parser(subparsers: CommandAdder) -> None:
     ours.add_argument("--classes", metavar="FILE",
                       help="class file of your own data: names, colours, ignore index, id mapping (data.classes, "
                            "default: Cityscapes); set --num_classes to match")
+    ours.add_argument("--prepared", metavar="DIR|auto|none",
+                      help="read decoded arrays from this `dgcnet prepare` store (data.prepared; default auto: "
+                           "DATA_DIR/dgcnet-prepared when it exists; none: decode the image files)")
     p.set_defaults(run=run)
 
 

@@ -15,9 +15,9 @@ from tqdm import tqdm
 from dgcnet.data.check import CheckResult, Problem
 from dgcnet.data.cityscapes import Sample, SegmentationDataset, read_list
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
-from dgcnet.data.store import (FORMAT, MANIFEST, VERSION, PreparedStore, array_checksum, array_name, source_key, source_stamp,
-                               write_atomic, classes_fingerprint, default_store, read_manifest, save_manifest,
-                               store_size)
+from dgcnet.data.store import (FORMAT, MANIFEST, VERSION, PreparedStore, array_checksum, array_name,
+                               classes_fingerprint, default_store, read_manifest, save_manifest, source_key,
+                               source_stamp, store_size, write_atomic)
 from dgcnet.errors import DgcnetError
 
 _SAVE_EVERY_S = 10.0  # an interrupted prepare loses at most this much work

@@ -65,6 +65,15 @@ def _normalize_chw(x: torch.Tensor, rgb: bool) -> torch.Tensor:
     return x.flip(0) - torch.tensor(BGR_MEAN).view(3, 1, 1)
 
 
+def _normalization(rgb: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (scale, shift) of RGB values on the 0..255 scale: the network's input in RGB
+    channel order is value * scale + shift (rgb=False: then reversed to BGR)."""
+    if rgb:
+        std = torch.tensor(IMAGENET_STD) * 255.0
+        return 1.0 / std, -torch.tensor(IMAGENET_MEAN) * 255.0 / std
+    return torch.ones(3), -torch.tensor(BGR_MEAN).flip(0)
+
+
 def _linear_taps(size: int, out_size: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Source indices and weights of output positions start..stop-1 when resizing size -> out_size
     bilinearly with align_corners=False and no antialiasing (F.interpolate's, and cv2's, sampling)."""
@@ -90,6 +99,9 @@ class TrainAugment:
     the label; padding is 0 for the normalised image and ignore for the label. Only the pixels
     inside the crop are resized and normalised, with the same sampling and the same random draws
     as resizing the whole image first; the result equals resize -> normalise -> pad -> crop.
+    Returns the float32 3xHxW image and the uint8 HxW label (train ids, 255 ignored): an eighth of
+    an int64 label's bytes through the loader's shared memory and to the device, where training
+    widens it for the loss.
     """
 
     crop_size: tuple[int, int] = (832, 832)
@@ -115,12 +127,14 @@ class TrainAugment:
         x[:, rows:] = 0
         x[:, :rows, :c0] = 0
         x[:, :rows, c1:] = 0
-        y = torch.full((ch, cw), IGNORE_INDEX, dtype=torch.long)
+        y = torch.full((ch, cw), IGNORE_INDEX, dtype=torch.uint8)
         out = x[:, :rows, c0:c1].permute(1, 2, 0)  # the window, HxWx3 like the source
         src, lab = torch.from_numpy(image), torch.from_numpy(label)
+        scale, shift = _normalization(self.rgb)
         if (h, w) == (height, width):
             patch, label_patch = src[top:bottom, left:right], lab[top:bottom, left:right]
             out.copy_(patch.flip(1) if flip else patch)
+            torch.addcmul(shift, out, scale, out=out)
             y[:rows, c0:c1] = label_patch.flip(1) if flip else label_patch
         else:
             y0, y1, wy = _linear_taps(height, h, top, bottom)
@@ -131,6 +145,9 @@ class TrainAugment:
             region = src[:, first:last]
             blended = region.index_select(0, y0).float().view(rows, -1)
             blended.lerp_(region.index_select(0, y1).float().view(rows, -1), wy.view(-1, 1))
+            # Normalising is per pixel and the blend linear: normalise the blended rows (fewer
+            # values than the crop for scales above 1), in place.
+            torch.addcmul(shift.repeat(last - first), blended, scale.repeat(last - first), out=blended)
             ny, nx = _nearest_taps(height, h, top, bottom), _nearest_taps(width, w, left, right)
             if flip:
                 x0, x1, wx, nx = x0.flip(0), x1.flip(0), wx.flip(0), nx.flip(0)
@@ -142,12 +159,6 @@ class TrainAugment:
             torch.lerp(blended.index_select(1, i0).view(rows, cols, 3), blended.index_select(1, i1).view(rows, cols, 3),
                        wx.view(1, -1, 1).expand(1, cols, 3).contiguous(), out=out)
             y[:rows, c0:c1] = lab.index_select(0, ny).index_select(1, nx)
-        # Normalising is per-pixel, so normalising the window alone equals normalising the image.
-        if self.rgb:
-            mean = torch.tensor(IMAGENET_MEAN) * 255.0
-            std = torch.tensor(IMAGENET_STD) * 255.0
-            out.sub_(mean).div_(std)
-        else:
-            out.sub_(torch.tensor(BGR_MEAN).flip(0))  # BGR means in RGB order; channels swapped below
-            x = x.flip(0)
+        if not self.rgb:
+            x = x.flip(0)  # computed in RGB; BGR for the network
         return x, y

@@ -54,6 +54,14 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
+def loader_worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of the training loaders: the worker process (its own, so nothing else is
+    affected) keeps its freed memory, and the crops it builds for every sample reuse pages instead
+    of faulting in fresh ones: about a third of a worker's augmentation time on a 2-core VM
+    (`dgcnet benchmark --mode data`)."""
+    keep_freed_memory()
+
+
 @torch.no_grad()
 def fold_conv_bn(conv: nn.Conv1d | nn.Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> None:
     """Fold an eval-mode BatchNorm that follows ``conv`` into the conv's weight and bias (in place).

@@ -28,6 +28,7 @@ from dgcnet.data.labels import CITYSCAPES
 from dgcnet.engine import checkpoint as ckpt
 from dgcnet.engine import distributed, precision
 from dgcnet.engine.distributed import DistEnv
+from dgcnet.engine.fast import loader_worker_init
 from dgcnet.engine.runlog import RunLogger, StepMeter, log_line, peak_memory_gb, validation_pictures
 from dgcnet.errors import DgcnetError
 from dgcnet.losses import dgcnet_loss_terms
@@ -156,7 +157,8 @@ def _batches(dataset: SegmentationDataset, sampler: DistributedSampler, batch_si
     per_epoch = len(sampler) // batch_size
     # Its own generator: creating loader workers must not consume the global (dropout) RNG.
     loader = DataLoader(_EpochSamples(dataset), batch_sampler=_batch_keys(sampler, batch_size, start),
-                        num_workers=workers, collate_fn=_collate, pin_memory=pin_memory, generator=torch.Generator())
+                        num_workers=workers, collate_fn=_collate, pin_memory=pin_memory, generator=torch.Generator(),
+                        worker_init_fn=loader_worker_init)
     for iteration, batch in enumerate(loader, start):
         if isinstance(batch, str):
             raise DgcnetError(batch)
@@ -174,7 +176,7 @@ def _on_device(batches: Iterator[tuple[int, torch.Tensor, torch.Tensor]], device
         images = images.to(device, dtype=dtype, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return epoch, images, labels.to(device, non_blocking=True)
+        return epoch, images, labels.to(device, non_blocking=True).long()  # uint8 from the loader
 
     if device.type != "cuda":
         yield from map(move, batches)
@@ -261,7 +263,9 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
                           f"model.num_classes is {cfg_model.num_classes}; set model.num_classes={classes.num_classes}")
     dataset = SegmentationDataset(cfg_data.data_dir, cfg_data.data_list, classes=classes, train=True,
                                   crop_size=cfg_data.input_size,
-                                  scale=cfg_data.scale, mirror=cfg_data.mirror, rgb=cfg_data.rgb, seed=cfg_run.seed)
+                                  scale=cfg_data.scale, mirror=cfg_data.mirror, rgb=cfg_data.rgb, seed=cfg_run.seed,
+                                  prepared=cfg_data.prepared)
+    say(f"training data: {dataset.source}")
     sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                  seed=cfg_run.seed)
     if len(sampler) < cfg_train.batch_size:

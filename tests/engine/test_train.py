@@ -155,7 +155,7 @@ def test_one_loader_serves_every_epoch_from_any_start(data_list, workers):
 
 
 def test_batches_moved_to_the_device_in_the_training_dtype_and_layout():
-    batches = iter([(0, torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long))] * 2)
+    batches = iter([(0, torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.uint8))] * 2)  # as the loader gives them
     moved = list(train_module._on_device(batches, torch.device("cpu"), torch.float64, channels_last=True))
     assert [epoch for epoch, _, _ in moved] == [0, 0]
     _, images, labels = moved[0]

@@ -1,0 +1,44 @@
+"""`dgcnet prepare`: decode a data list's images and labels once, for fast training loads."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from dgcnet.cli.common import CommandAdder, positive_int
+from dgcnet.data.classes import load_class_file
+from dgcnet.data.labels import CITYSCAPES
+from dgcnet.data.prepare import prepare
+from dgcnet.data.store import DEFAULT_NAME
+
+
+def add_parser(subparsers: CommandAdder) -> None:
+    p = subparsers.add_parser(
+        "prepare",
+        description="Decode every image and label of a data list into a prepared store: uncompressed "
+                    "arrays (image RGB, label as train ids) that training reads through memory maps, "
+                    "so a crop reads only the rows it needs instead of decoding a PNG (about 5x less CPU "
+                    "per training sample; docs/data.md). Training uses DATA_DIR/" + DEFAULT_NAME +
+                    " by itself when it exists (data.prepared). Safe to stop and run again: it "
+                    "resumes, skips what is stored and unchanged, and decodes changed files again. "
+                    "Several lists can share one store. Takes about 8 bytes per pixel on disk "
+                    "(about 25 GB for the 2975 Cityscapes training images).")
+    p.add_argument("--data-dir", type=Path, required=True, help="folder the list's paths are relative to")
+    p.add_argument("--data-list", type=Path, required=True, help="the data list to prepare")
+    p.add_argument("--output-dir", type=Path, default=None,
+                   help=f"the store's folder (default: DATA_DIR/{DEFAULT_NAME}, where training finds it)")
+    p.add_argument("--classes", type=Path,
+                   help="class file (YAML or JSON) mapping label ids to train ids (default: Cityscapes)")
+    p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1),
+                   help="files decoded in parallel (default: number of CPUs, at most 8)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    classes = load_class_file(args.classes) if args.classes else CITYSCAPES
+    r = prepare(args.data_dir, args.data_list, args.output_dir, classes=classes, workers=args.workers,
+                progress=sys.stderr.isatty())
+    print(f"{r.store}: {r.samples} samples of {args.data_list}, {r.prepared} decoded now, {r.up_to_date} "
+          f"already stored; store size {r.store_bytes / 2**30:.2f} GiB")
+    return 0
