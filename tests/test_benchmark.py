@@ -84,3 +84,27 @@ def test_gpu_check_dry_run(tmp_path):
     table = (tmp_path / "gpu_check.md").read_text()
     assert table.count("\n| train |") == 3 and table.count("\n| eval |") == 2
     assert table.count("\n| profile |") == 1 and table.count("\n| engine |") == 1
+
+
+def test_data_benchmark_compares_files_and_prepared_store(tmp_path, capsys):
+    from dgcnet.data.prepare import prepare
+    from dgcnet.data.synth import write_synth
+
+    write_synth(tmp_path, train=2, val=0, size=(32, 64), seed=0)
+    args = ["benchmark", "--mode", "data", "--data-dir", str(tmp_path), "--data-list", str(tmp_path / "train.txt"),
+            "--workers", "0", "--iters", "3", "--batch", "2", "--crop", "24x40"]
+    assert main(args + ["--compare"]) == 1  # no store yet
+    assert "--compare needs a prepared store" in capsys.readouterr().err
+    prepare(tmp_path, tmp_path / "train.txt")
+    assert main(args + ["--json", "--compare"]) == 0
+    files, store = json.loads(capsys.readouterr().out)
+    assert "decoding the image files" in files["source"] and "prepared store" in store["source"]
+    for r in (files, store):
+        assert (r["samples"], r["batch"], r["crop"], r["image_size"]) == (6, 2, [24, 40], [32, 64])
+        assert r["cpu_ms_per_sample"] == pytest.approx(sum(r["phase_ms"].values()))
+        assert list(r["phase_ms"]) == ["read", "decode", "augment", "collate"]
+    assert files["store_bytes"] is None and store["store_bytes"] > 2 * 32 * 64 * 4
+    assert files["phase_ms"]["decode"] > 0 and store["phase_ms"]["decode"] < files["phase_ms"]["decode"]
+    assert main(args) == 0  # auto: the store, as a table
+    out = capsys.readouterr().out
+    assert "training samples from prepared store" in out and "per CPU core" in out and "prepared store" in out
