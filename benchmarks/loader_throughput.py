@@ -1,76 +1,69 @@
-"""Training-loader throughput of one worker: SegmentationDataset(train=True)[i] at crop 832 from
-full-size 1024x2048 Cityscapes-style PNGs (made with `dgcnet synth --size 1024x2048`).
+"""Training samples per CPU core: decoding the PNGs vs the prepared store (`dgcnet prepare`), side
+by side in one run, crop 832 from full-size 1024x2048 Cityscapes-style PNGs.
 
-    python benchmarks/loader_throughput.py [--data DIR] [--samples 40]
+    python benchmarks/loader_throughput.py [--data DIR] [--workers 1] [--iters 40] [--rounds 3]
 
-Prints samples/s for one worker (one thread, as in a DataLoader worker), by process CPU time and
-by wall time, and where the CPU time goes (PNG decoding of image and label, label-id mapping,
-augmentation); then whole images/s as evaluation loads them (no crop, the full image normalised).
+Without --data, writes 8 synthetic images (`dgcnet synth --size 1024x2048`) to a temporary folder.
+Prepares the store (DATA/dgcnet-prepared) if it is not there, then alternates the two paths for
+--rounds rounds of `dgcnet.benchmark.data_benchmark` (loader workers as in training) and prints
+each round and the medians: samples per CPU core (the workers' own CPU time, so other work on
+the machine changes it less than wall time), the CPU time by phase, and the ratio.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from dgcnet.data import SegmentationDataset
+from dgcnet.benchmark import DATA_PHASES, data_benchmark
+from dgcnet.data.prepare import prepare
 from dgcnet.data.synth import write_synth
-from dgcnet.data.transforms import read_image, read_label
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, help="a dataset with train.txt (default: write 8 synthetic images)")
-    p.add_argument("--samples", type=int, default=40, help="samples to time")
+    p.add_argument("--workers", type=int, default=1, help="loader processes (default: 1; 0: in this process)")
+    p.add_argument("--iters", type=int, default=40, help="samples per round and path (default: 40)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds, alternating the two paths (default: 3)")
     p.add_argument("--crop", type=int, default=832)
     args = p.parse_args()
-    torch.set_num_threads(1)  # a DataLoader worker runs single-threaded
+    torch.set_num_threads(1)  # --workers 0: one core, as in a loader worker
 
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp)
         if not (data / "train.txt").exists():
             write_synth(data, train=8, val=0, size=(1024, 2048))
-        dataset = SegmentationDataset(data, data / "train.txt", train=True, crop_size=(args.crop, args.crop))
-        dataset[0]  # warm up
-        start, cpu_start = time.perf_counter(), time.process_time()
-        for i in range(args.samples):
-            dataset.set_epoch(i // len(dataset))
-            dataset[i % len(dataset)]
-        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-
-        parts = {"decode image": 0.0, "decode label": 0.0, "map label ids": 0.0, "augment": 0.0}
-        for i in range(args.samples):
-            s = dataset.samples[i % len(dataset)]
-            t0 = time.process_time()
-            image = read_image(s.image)
-            t1 = time.process_time()
-            raw = read_label(s.label)
-            t2 = time.process_time()
-            label = dataset.classes.to_train_ids(raw)
-            t3 = time.process_time()
-            dataset.augment(image, label, np.random.default_rng([0, 0, i]))
-            t4 = time.process_time()
-            for key, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                parts[key] += seconds
-        h, w = image.shape[:2]
-        # CPU time is what one worker costs on an otherwise idle core; wall time includes waiting
-        # for the CPU when other processes compete for it.
-        print(f"{args.samples / cpu:.1f} samples/s per worker by CPU time, {args.samples / wall:.1f} by wall time "
-              f"(crop {args.crop}, images {h}x{w}, {args.samples} samples)")
-        for key, seconds in parts.items():
-            print(f"  {key:14s} {1000 * seconds / args.samples:7.1f} ms/sample (CPU time)")
-
-        # Evaluation and prediction load whole images: decode, map ids, normalise the full image.
-        whole = SegmentationDataset(data, data / "train.txt", train=False)
-        cpu_start = time.process_time()
-        for i in range(args.samples):
-            whole[i % len(whole)]
-        cpu = time.process_time() - cpu_start
-        print(f"{args.samples / cpu:.1f} whole images/s per worker by CPU time (evaluation loading, {h}x{w})")
+        start = time.process_time()
+        prepared = prepare(data, data / "train.txt")
+        if prepared.prepared:
+            print(f"prepared {prepared.prepared} samples in {time.process_time() - start:.1f} s of CPU time")
+        figures: dict[str, list] = {"files": [], "store": []}
+        for round_ in range(args.rounds):
+            for name, source in (("files", None), ("store", prepared.store)):
+                r = data_benchmark(data, data / "train.txt", workers=args.workers, iters=args.iters,
+                                   crop=(args.crop, args.crop), prepared=source, seed=round_)
+                figures[name].append(r)
+                phases = "  ".join(f"{k} {v:5.1f}" for k, v in r.phase_ms.items())
+                print(f"round {round_ + 1} {name:5s} {r.samples_per_core_s:6.1f} samples/s per core, "
+                      f"{r.samples_per_s:6.1f} by wall clock; CPU ms/sample {phases}")
+        h, w = figures["files"][0].image_size
+        print(f"medians ({args.rounds} rounds of {args.iters} samples, crop {args.crop} from {h}x{w}, "
+              f"{args.workers} worker(s)):")
+        for name, results in figures.items():
+            phases = "  ".join(f"{k} {statistics.median(r.phase_ms[k] for r in results):5.1f}" for k in DATA_PHASES)
+            print(f"  {name:5s} {statistics.median(r.samples_per_core_s for r in results):6.1f} samples/s per core;"
+                  f" CPU ms/sample {phases}")
+        ratios = [s.samples_per_core_s / f.samples_per_core_s for f, s in zip(figures["files"], figures["store"])]
+        print(f"  store / files per core: {statistics.median(ratios):.1f}x (rounds: "
+              f"{', '.join(f'{x:.1f}' for x in ratios)})")
+        store = figures["store"][0]
+        print(f"  on disk: image files {store.files_bytes / 2**20:.0f} MiB, prepared store "
+              f"{store.store_bytes / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -128,13 +128,13 @@ class TrainAugment:
         x[:, :rows, :c0] = 0
         x[:, :rows, c1:] = 0
         y = torch.full((ch, cw), IGNORE_INDEX, dtype=torch.uint8)
-        out = x[:, :rows, c0:c1].permute(1, 2, 0)  # the window, HxWx3 like the source
+        window = x[:, :rows, c0:c1]
         src, lab = torch.from_numpy(image), torch.from_numpy(label)
         scale, shift = _normalization(self.rgb)
         if (h, w) == (height, width):
             patch, label_patch = src[top:bottom, left:right], lab[top:bottom, left:right]
-            out.copy_(patch.flip(1) if flip else patch)
-            torch.addcmul(shift, out, scale, out=out)
+            window.copy_((patch.flip(1) if flip else patch).permute(2, 0, 1))
+            torch.addcmul(shift.view(3, 1, 1), window, scale.view(3, 1, 1), out=window)
             y[:rows, c0:c1] = label_patch.flip(1) if flip else label_patch
         else:
             y0, y1, wy = _linear_taps(height, h, top, bottom)
@@ -151,13 +151,13 @@ class TrainAugment:
             ny, nx = _nearest_taps(height, h, top, bottom), _nearest_taps(width, w, left, right)
             if flip:
                 x0, x1, wx, nx = x0.flip(0), x1.flip(0), wx.flip(0), nx.flip(0)
-            # The columns' three channels are adjacent: gather them as one flat index each (much
-            # faster than gathering 3-value chunks), with the weight spelled out per channel.
-            channel = torch.arange(3)
-            i0 = ((x0 - first).view(-1, 1) * 3 + channel).view(-1)
-            i1 = ((x1 - first).view(-1, 1) * 3 + channel).view(-1)
-            torch.lerp(blended.index_select(1, i0).view(rows, cols, 3), blended.index_select(1, i1).view(rows, cols, 3),
-                       wx.view(1, -1, 1).expand(1, cols, 3).contiguous(), out=out)
+            # Gather each output column's three channel values with one flat index, channel by
+            # channel, so the blend writes the crop's planes row after row (fast, contiguous).
+            channel = torch.arange(3).view(-1, 1)
+            i0 = ((x0 - first).view(1, -1) * 3 + channel).view(-1)
+            i1 = ((x1 - first).view(1, -1) * 3 + channel).view(-1)
+            torch.lerp(blended.index_select(1, i0).view(rows, 3, cols).transpose(0, 1),
+                       blended.index_select(1, i1).view(rows, 3, cols).transpose(0, 1), wx, out=window)
             y[:rows, c0:c1] = lab.index_select(0, ny).index_select(1, nx)
         if not self.rgb:
             x = x.flip(0)  # computed in RGB; BGR for the network
