@@ -54,7 +54,7 @@ class DataConfig:
     # training processes on this machine, one CPU left to each training process, at most 16.
     workers: int | None = None
     classes: str | None = None  # class file (YAML/JSON) of your own data; None: Cityscapes
-    # Decoded arrays from `dgcnet prepare` instead of decoding PNGs (same samples, ~5x less CPU):
+    # Decoded arrays from `dgcnet prepare` instead of decoding PNGs (same samples, 4-5x less CPU):
     # "auto": data_dir/dgcnet-prepared when it exists; a folder: that store; None: decode the files.
     prepared: str | None = "auto"
 

@@ -23,7 +23,7 @@ def add_parser(subparsers: CommandAdder) -> None:
                     " by itself when it exists (data.prepared). Safe to stop and run again: it "
                     "resumes, skips what is stored and unchanged, and decodes changed files again. "
                     "Several lists can share one store. Takes about 8 bytes per pixel on disk "
-                    "(about 25 GB for the 2975 Cityscapes training images).")
+                    "(about 23 GiB for the 2975 Cityscapes training images).")
     p.add_argument("--data-dir", type=Path, required=True, help="folder the list's paths are relative to")
     p.add_argument("--data-list", type=Path, required=True, help="the data list to prepare")
     p.add_argument("--output-dir", type=Path, default=None,

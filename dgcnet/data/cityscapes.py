@@ -119,7 +119,7 @@ class SegmentationDataset(Dataset):
     @property
     def source(self) -> str:
         if self.store is None:
-            return "decoding the image files (`dgcnet prepare` makes a store that takes about 5x less CPU per sample)"
+            return "decoding the image files (`dgcnet prepare` makes a store that needs about a quarter of the CPU per sample)"
         return f"prepared store {self.store.root} (decoded arrays, memory-mapped)"
 
     def set_epoch(self, epoch: int) -> None:
