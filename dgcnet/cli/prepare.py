@@ -18,8 +18,8 @@ def add_parser(subparsers: CommandAdder) -> None:
         "prepare",
         description="Decode every image and label of a data list into a prepared store: uncompressed "
                     "arrays (image RGB, label as train ids) that training reads through memory maps, "
-                    "so a crop reads only the rows it needs instead of decoding a PNG (about 5x less CPU "
-                    "per training sample; docs/data.md). Training uses DATA_DIR/" + DEFAULT_NAME +
+                    "so a crop reads only the rows it needs instead of decoding a PNG (4-5x the "
+                    "training samples per CPU core; docs/data.md). Training uses DATA_DIR/" + DEFAULT_NAME +
                     " by itself when it exists (data.prepared). Safe to stop and run again: it "
                     "resumes, skips what is stored and unchanged, and decodes changed files again. "
                     "Several lists can share one store. Takes about 8 bytes per pixel on disk "
