@@ -92,8 +92,9 @@ class SegmentationDataset(Dataset):
 
     train=True applies the recipe's augmentation; each sample's randomness comes from
     (seed, epoch, index) alone, so it does not depend on the number of loader workers.
-    train=False returns the whole normalised image. Items: (image, label, index); label is an
-    empty tensor for lists without labels.
+    train=False returns the whole normalised image. Items: (image, label, index); label is uint8
+    for training crops (widened on the device), int64 for whole images, and an empty tensor for
+    lists without labels.
 
     prepared: a store made by `dgcnet prepare` to read decoded arrays from instead of decoding
     the files (the same arrays, so the same samples); "auto": DATA_DIR/dgcnet-prepared when it
