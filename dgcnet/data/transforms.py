@@ -67,11 +67,12 @@ def _normalize_chw(x: torch.Tensor, rgb: bool) -> torch.Tensor:
 
 def _normalization(rgb: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (scale, shift) of RGB values on the 0..255 scale: the network's input in RGB
-    channel order is value * scale + shift (rgb=False: then reversed to BGR)."""
+    channel order is value * scale + shift (rgb=False: then reversed to BGR). float32, as the
+    crops, whatever the default dtype."""
     if rgb:
-        std = torch.tensor(IMAGENET_STD) * 255.0
-        return 1.0 / std, -torch.tensor(IMAGENET_MEAN) * 255.0 / std
-    return torch.ones(3), -torch.tensor(BGR_MEAN).flip(0)
+        std = torch.tensor(IMAGENET_STD, dtype=torch.float32) * 255.0
+        return 1.0 / std, -torch.tensor(IMAGENET_MEAN, dtype=torch.float32) * 255.0 / std
+    return torch.ones(3, dtype=torch.float32), -torch.tensor(BGR_MEAN, dtype=torch.float32).flip(0)
 
 
 def _linear_taps(size: int, out_size: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -123,7 +124,7 @@ class TrainAugment:
         bottom, right = min(top + ch, h), min(left + cw, w)
         rows, cols = bottom - top, right - left
         c0, c1 = (cw - cols, cw) if flip else (0, cols)
-        x = torch.empty(3, ch, cw)
+        x = torch.empty(3, ch, cw, dtype=torch.float32)
         x[:, rows:] = 0
         x[:, :rows, :c0] = 0
         x[:, :rows, c1:] = 0
