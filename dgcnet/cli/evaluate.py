@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from torch import nn
@@ -11,6 +12,7 @@ from dgcnet.config import AMP_MODES
 from dgcnet.data.cityscapes import SegmentationDataset
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
+from dgcnet.data.transforms import MAX_PIXELS, MAX_PIXELS_ENV
 from dgcnet.engine.distributed import resolve_device
 from dgcnet.engine.evaluate import evaluate, write_results
 from dgcnet.engine.inference import MODES, default_stride
@@ -57,6 +59,9 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", default=None, metavar="FILE",
                    help="class file (YAML/JSON: names, colours, ignore index, id mapping) of your own data "
                         "(default: the class names stored with the weights; Cityscapes ids and colours for them)")
+    p.add_argument("--max-pixels", "--max_pixels", dest="max_pixels", type=positive_int, default=None,
+                   help=f"refuse images above this many pixels, before decoding them (default: "
+                        f"${MAX_PIXELS_ENV} or {MAX_PIXELS:,} = 8192x8192)")
     p.add_argument("--no-fast", dest="fast", action="store_false",
                    help="run the plain model instead of the fast copy (BatchNorm folded, channels-last, "
                         "Winograd 3x3 convolutions on the CPU; same logits within 1e-4 relative)")
@@ -66,6 +71,8 @@ def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:
     """The model of ``--restore-from`` on its device (made fast unless --no-fast) and its classes."""
     from dgcnet.formats.load import load_model
 
+    if args.max_pixels is not None:  # the environment carries it to the loader processes
+        os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
     device = resolve_device(args.device)
     model = load_model(args.restore_from, device=device, num_classes=args.num_classes)
     classes = load_class_file(args.classes) if args.classes else model_classes(model)

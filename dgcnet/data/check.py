@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from dgcnet.data.cityscapes import Sample, parse_list
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
+from dgcnet.data.transforms import open_image
 from dgcnet.errors import DgcnetError
 
 LABEL_MODES = ("L", "P")  # single-channel 8-bit
@@ -55,11 +56,10 @@ def _open(path: Path, what: str) -> tuple[Image.Image | None, str | None]:
     if not path.is_file():
         return None, "no such file"
     try:
-        with Image.open(path) as img:
-            img.load()
+        with open_image(path, what) as img:
             return img.copy(), None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        return None, f"cannot read {what} ({error})"
+    except DgcnetError as error:
+        return None, str(error).removeprefix(f"{path}: ")
 
 
 def check_sample(sample: Sample, classes: ClassInfo = CITYSCAPES) -> list[Problem]:

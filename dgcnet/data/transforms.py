@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import io
+import os
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -19,35 +23,70 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
 
 
+# Images above this many pixels are refused before decoding: a small compressed file can
+# declare a huge image (a "decompression bomb") that would exhaust memory. 8192x8192 is 32x a
+# Cityscapes image. Override with the DGCNET_MAX_PIXELS environment variable (or --max-pixels).
+MAX_PIXELS = 8192 * 8192
+MAX_PIXELS_ENV = "DGCNET_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The pixel limit of :func:`read_image` and :func:`read_label`: DGCNET_MAX_PIXELS or MAX_PIXELS."""
+    text = os.environ.get(MAX_PIXELS_ENV)
+    if not text:
+        return MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DgcnetError(f"{MAX_PIXELS_ENV}={text!r}: expected a positive whole number of pixels")
+    return value
+
+
+@contextmanager
+def open_image(path: str | Path, what: str = "image", data: bytes | None = None) -> Iterator[Image.Image]:
+    """Open and fully decode an image file (or its bytes ``data``, already read: ``path`` then only
+    names it); anything that goes wrong (missing, truncated, a corrupt chunk, too many pixels,
+    whatever Pillow raises) is one DgcnetError naming the file."""
+    limit = max_pixels()
+    try:
+        with warnings.catch_warnings(), Image.open(path if data is None else io.BytesIO(data)) as img:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides
+            width, height = img.size
+            if width * height > limit:
+                raise DgcnetError(f"{path}: {what} of {width}x{height} = {width * height:,} pixels is above the "
+                                  f"limit of {limit:,} ({MAX_PIXELS_ENV} or --max-pixels raises it)")
+            img.load()
+            yield img
+    except DgcnetError:
+        raise
+    except FileNotFoundError:
+        raise DgcnetError(f"{path}: no such file") from None
+    except Image.DecompressionBombError as error:  # Pillow's own limit, above ours when raised
+        raise DgcnetError(f"{path}: {what} refused: {error}") from None
+    except Exception as error:  # Pillow raises SyntaxError, ValueError, struct.error, ... for bad files
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DgcnetError(f"{path}: cannot read {what} ({message})") from None
+
+
 def read_image(path: str | Path, data: bytes | None = None) -> np.ndarray:
     """Any image file -> HxWx3 uint8 RGB (greyscale, RGBA and 16-bit inputs converted).
     ``data``: the file's bytes, already read (``path`` then only names it in errors)."""
-    try:
-        with Image.open(path if data is None else io.BytesIO(data)) as img:
-            img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(img, dtype=np.float64)
-                array = np.clip(array / max(array.max(), 1) * 255.0, 0, 255).astype(np.uint8)
-                return np.repeat(array[:, :, None], 3, axis=2)
-            return np.array(img if img.mode == "RGB" else img.convert("RGB"))
-    except FileNotFoundError:
-        raise DgcnetError(f"{path}: no such file") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DgcnetError(f"{path}: cannot read image ({error})") from None
+    with open_image(path, "image", data) as img:
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(img, dtype=np.float64)
+            array = np.clip(array / max(array.max(), 1) * 255.0, 0, 255).astype(np.uint8)
+            return np.repeat(array[:, :, None], 3, axis=2)
+        return np.array(img if img.mode == "RGB" else img.convert("RGB"))
 
 
 def read_label(path: str | Path, data: bytes | None = None) -> np.ndarray:
     """A single-channel 8-bit label PNG -> HxW uint8 array of stored ids (``data`` as for read_image)."""
-    try:
-        with Image.open(path if data is None else io.BytesIO(data)) as img:
-            img.load()
-            if img.mode not in ("L", "P"):
-                raise DgcnetError(f"{path}: label must be a single-channel 8-bit image, got mode {img.mode}")
-            return np.array(img)
-    except FileNotFoundError:
-        raise DgcnetError(f"{path}: no such file") from None
-    except (OSError, ValueError) as error:
-        raise DgcnetError(f"{path}: cannot read label ({error})") from None
+    with open_image(path, "label", data) as img:
+        if img.mode not in ("L", "P"):
+            raise DgcnetError(f"{path}: label must be a single-channel 8-bit image, got mode {img.mode}")
+        return np.array(img)
 
 
 def normalize(image: np.ndarray, rgb: bool = True) -> torch.Tensor:
