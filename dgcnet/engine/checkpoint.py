@@ -103,18 +103,61 @@ def link_checkpoint(src: str | Path, dst: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint (on the CPU) with ``weights_only=True``."""
+    """Read a training checkpoint (on the CPU) with ``weights_only=True`` and check its structure,
+    so that resuming from an odd file is one line rather than a KeyError halfway through setup."""
+    from dgcnet.formats.convert import check_finite_weights, torch_load
+
     path = Path(path)
     if not path.is_file():
         raise DgcnetError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable file: report it on one line
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DgcnetError(f"{path}: not a readable checkpoint: {message}") from None
+    if path.stat().st_size == 0:
+        raise DgcnetError(f"{path}: not a checkpoint (the file is empty)")
+    state = torch_load(path)  # pickles that would run code and unreadable files: the project's own line
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise DgcnetError(f"{path}: not a {FORMAT} training checkpoint")
+    check_train_state(state, path)
+    check_finite_weights(state["model"], path)
     return state
+
+
+def check_train_state(state: dict[str, Any], path: str | Path, resume: bool = True) -> None:
+    """Raise unless ``state`` has the entries a training checkpoint needs, of the right types
+    (``resume=False``: only what reading the weights needs)."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise DgcnetError(f"{path}: not a usable {FORMAT} checkpoint: {what}")
+
+    model = state.get("model")
+    need(isinstance(model, dict) and bool(model), "no 'model' state dict")
+    for name, value in model.items():
+        need(isinstance(name, str), f"model key {name!r} is not a name")
+        need(isinstance(value, torch.Tensor), f"model entry {name} is not a tensor")
+        need(value.layout == torch.strided, f"model entry {name} is a {value.layout} tensor, not a dense one")
+    need(isinstance(state.get("arch"), str), "'arch' missing or not a string")
+    need(isinstance(state.get("num_classes"), int) and state["num_classes"] >= 1,
+         "'num_classes' missing or not a positive integer")
+    names = state.get("class_names")
+    need(names is None or (isinstance(names, (list, tuple)) and len(names) == state["num_classes"]
+                           and all(isinstance(n, str) for n in names)),
+         f"'class_names' must be {state['num_classes']} strings, got {names!r:.60}")
+    need(state.get("rgb") is None or isinstance(state.get("rgb"), bool), "'rgb' is not true or false")
+    if not resume:
+        return
+    need(isinstance(state.get("iteration"), int) and state["iteration"] >= 0,
+         "'iteration' missing or not a whole number")
+    optimizer = state.get("optimizer")
+    need(isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
+         and isinstance(optimizer.get("param_groups"), list), "no 'optimizer' state")
+    need(state.get("scaler") is None or isinstance(state.get("scaler"), dict), "'scaler' is not a state dict")
+    rng = state.get("rng")
+    need(isinstance(rng, dict) and isinstance(rng.get("world_size"), int) and isinstance(rng.get("ranks"), list)
+         and len(rng["ranks"]) == rng["world_size"], "'rng' missing or not one entry per process")
+    for entry in rng["ranks"]:
+        need(isinstance(entry, dict) and isinstance(entry.get("torch"), torch.Tensor)
+             and isinstance(entry.get("numpy"), dict) and isinstance(entry.get("python"), dict)
+             and "cuda" in entry, "an 'rng' entry lacks the torch, cuda, numpy or python state")
+    best = state.get("best_miou")
+    need(best is None or isinstance(best, float), "'best_miou' is not a number")
 
 
 def rng_state() -> dict[str, Any]:
@@ -131,12 +174,16 @@ def rng_state() -> dict[str, Any]:
     }
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
+def set_rng_state(state: dict[str, Any], path: str | Path = "checkpoint") -> None:
+    try:
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        n = state["numpy"]
+        np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                             n["cached_gaussian"]))
+        p = state["python"]
+        random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise DgcnetError(f"{path}: not a usable {FORMAT} checkpoint: its random generator state is "
+                          f"broken ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None

@@ -207,6 +207,17 @@ def _resume_path(resume: str | None, run_dir: Path) -> Path | None:
     return Path(resume)
 
 
+def _check_resume(state: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    """A resumed run must be the run the checkpoint belongs to, and have iterations left."""
+    cfg_model = config.model
+    if (state["arch"], state["num_classes"]) != (cfg_model.arch, cfg_model.num_classes):
+        raise DgcnetError(f"{path}: a {state['arch']} checkpoint with {state['num_classes']} classes, "
+                          f"but the config says {cfg_model.arch} with {cfg_model.num_classes}")
+    if state["iteration"] > config.train.num_steps:
+        raise DgcnetError(f"{path}: the checkpoint is at iteration {state['iteration']}, but train.num_steps is "
+                          f"{config.train.num_steps}: the run is past its end; give --num_steps {state['iteration']} or more")
+
+
 def _validate(model: DGCNet, config: TrainConfig, dataset: SegmentationDataset, device: torch.device,
               workers: int) -> tuple[EvalResult, DGCNet]:
     """Scores of a plain (unsynchronised, eval-mode) copy of the weights on the validation list,
@@ -303,13 +314,14 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     start, best_miou, saved_rng = 0, None, None
     if resume_from is not None:
         state = ckpt.load_checkpoint(resume_from)
-        if (state["arch"], state["num_classes"]) != (cfg_model.arch, cfg_model.num_classes):
-            raise DgcnetError(f"{resume_from}: a {state['arch']} checkpoint with {state['num_classes']} classes, "
-                              f"but the config says {cfg_model.arch} with {cfg_model.num_classes}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
+        _check_resume(state, config, resume_from)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if state["scaler"]:
+                scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+            raise DgcnetError(f"{resume_from}: does not fit this run: {str(error).strip().splitlines()[0]}") from None
         start, best_miou, saved_rng = state["iteration"], state.get("best_miou"), state["rng"]
         say(f"resumed from {resume_from} at iteration {start}")
 
@@ -369,7 +381,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
 
     if saved_rng is not None:  # last, after everything that draws random numbers while setting up
         if saved_rng["world_size"] == env.world_size:
-            ckpt.set_rng_state(saved_rng["ranks"][env.rank])
+            ckpt.set_rng_state(saved_rng["ranks"][env.rank], resume_from)
         else:
             say(f"note: the checkpoint was written by {saved_rng['world_size']} processes, this run has "
                 f"{env.world_size}: random streams (dropout) restart from the seed")
@@ -459,8 +471,10 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
                 net.train()
                 meter.exclude_since(validating)  # validation is not a step
 
-            # After validation, so that the checkpoint holds this iteration's best_miou.
-            checkpoint_now = done % cfg_run.save_every == 0 or done == total
+            # After validation, so that the checkpoint holds this iteration's best_miou. Not while
+            # steps are being skipped: the weights that gave non-finite values would replace (and,
+            # pruning, delete) the last good checkpoint that the stop message names.
+            checkpoint_now = (done % cfg_run.save_every == 0 and nonfinite_in_row == 0) or done == total
             if checkpoint_now:
                 last_checkpoint = save(done)
             if improved and not checkpoint_now:

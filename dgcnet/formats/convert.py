@@ -119,13 +119,16 @@ def torch_load(path: Path) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL ([\w.]+)", str(error))
-        what = f"it calls {found.group(1)}" if found else "unsupported object"
+        if found is None:  # random bytes after a pickle-like first byte: an unknown opcode, not code
+            raise DgcnetError(f"{path}: not a checkpoint (not a readable PyTorch file: the pickle "
+                              f"stream is malformed)") from None
         raise DgcnetError(f"{path}: refused: the pickle holds more than tensors and plain values "
-                          f"and could run code ({what}); only weights_only-loadable files are read") from None
+                          f"and could run code (it calls {found.group(1)}); only weights_only-loadable "
+                          f"files are read") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError, TypeError,
             AttributeError, IndexError, OverflowError, MemoryError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DgcnetError(f"{path}: not a readable PyTorch file: {message}") from None
+        raise DgcnetError(f"{path}: not a checkpoint (not a readable PyTorch file: {message})") from None
 
 
 def _read_torch(path: Path) -> Weights:
@@ -133,8 +136,8 @@ def _read_torch(path: Path) -> Weights:
     if isinstance(obj, dict) and obj.get("format") == TRAIN_FORMAT:
         return _from_train_checkpoint(path, obj)
     if not isinstance(obj, dict) or not obj or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise DgcnetError(f"{path}: a PyTorch file but not a state dict (str -> tensor) "
+            isinstance(k, str) and isinstance(v, torch.Tensor) and v.layout == torch.strided for k, v in obj.items()):
+        raise DgcnetError(f"{path}: a PyTorch file but not a state dict (str -> dense tensor) "
                           f"or a {TRAIN_FORMAT} checkpoint")
     tensors = dict(obj)
     if all(k.startswith("module.") for k in tensors):  # saved from a DataParallel wrapper
@@ -160,9 +163,10 @@ def _count_tensors(obj: object) -> int:
 
 
 def _from_train_checkpoint(path: Path, ckpt: dict) -> Weights:
-    model = ckpt.get("model")
-    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
-        raise DgcnetError(f"{path}: {TRAIN_FORMAT} checkpoint without a 'model' state dict")
+    from dgcnet.engine.checkpoint import check_train_state
+
+    check_train_state(ckpt, path, resume=False)
+    model = ckpt["model"]
     weights = Weights(dict(model), "dgcnet-train", arch=ckpt.get("arch"), num_classes=ckpt.get("num_classes"),
                       rgb=ckpt.get("rgb"))
     if ckpt.get("class_names") is not None:
@@ -235,10 +239,23 @@ def read_weights(path: str | Path) -> Weights:
         raise DgcnetError(f"{path}: no such file")
     kind = detect_format(path)
     if kind == "torch":
-        return _read_torch(path)
-    if kind == "safetensors":
-        return _read_safetensors(path)
-    return _read_mindspore(path)
+        weights = _read_torch(path)
+    elif kind == "safetensors":
+        weights = _read_safetensors(path)
+    else:
+        weights = _read_mindspore(path)
+    check_finite_weights(weights.tensors, path)
+    return weights
+
+
+def check_finite_weights(tensors: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights holding NaN or infinity: they load without error and predict nonsense."""
+    for name, value in tensors.items():
+        if value.is_floating_point() or value.is_complex():
+            if not bool(torch.isfinite(value).all()):
+                bad = int((~torch.isfinite(value)).sum())
+                raise DgcnetError(f"{path}: refused: tensor {name} holds {bad} non-finite value(s) (NaN or "
+                                  f"infinity); the weights are broken")
 
 
 # ---------------------------------------------------------------- checking against the model

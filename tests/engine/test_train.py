@@ -252,19 +252,30 @@ def test_checkpoint_with_nonfinite_weights_is_never_written(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_nonfinite_loss_in_a_row_stops_with_a_clear_error(data_list, tmp_path):
+def test_nonfinite_loss_in_a_row_stops_with_a_clear_error(data_list, tmp_path, monkeypatch):
     model = build_model("dgcnet_r18")
     with torch.no_grad():
         model.head.bottleneck[3].bias.fill_(float("nan"))
     torch.save(model.state_dict(), tmp_path / "nan.pth")
-    overrides = {"model.restore_from": tmp_path / "nan.pth", "train.max_nonfinite_steps": 2}
-    # The skipped first step leaves the NaN weights: the checkpoint after it is refused.
-    with pytest.raises(DgcnetError, match="checkpoint_0000001.pt: not written: the weights hold non-finite"):
-        train(load_config(None, tiny_overrides(data_list, tmp_path / "run", steps=5, **overrides,
-                                               **{"run.save_every": 1})))
-    assert not list((tmp_path / "run").glob("*.pt"))
-    with pytest.raises(DgcnetError, match=r"2 non-finite losses or gradients in a row \(last at iteration 2\)"):
-        train(load_config(None, tiny_overrides(data_list, tmp_path / "run2", steps=5, **overrides)))
+    # Starting weights holding NaN are refused before training starts.
+    with pytest.raises(DgcnetError, match="nan.pth: refused: tensor head.bottleneck.3.bias holds 19 non-finite"):
+        train(load_config(None, tiny_overrides(data_list, tmp_path / "run", **{"model.restore_from": tmp_path / "nan.pth"})))
+
+    def build_with_nan_from_second_call(arch, num_classes):
+        model = build_model(arch, num_classes)
+        calls = []
+
+        def poison(module, inputs, output):
+            calls.append(1)
+            return output * float("nan") if len(calls) >= 2 else output
+        model.layer4.register_forward_hook(poison)
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build_with_nan_from_second_call)
+    with pytest.raises(DgcnetError, match=r"2 non-finite losses or gradients in a row \(last at iteration 3\)"
+                                          r".*Last checkpoint: .*checkpoint_0000001.pt"):
+        train(load_config(None, tiny_overrides(data_list, tmp_path / "run2", steps=5,
+                                               **{"train.max_nonfinite_steps": 2, "run.save_every": 1})))
     assert (tmp_path / "run2" / "train.log").read_text().splitlines()[-1].startswith(
         "stopped: 2 non-finite losses or gradients in a row")
 
@@ -284,10 +295,12 @@ def test_one_nonfinite_step_is_skipped_and_undone(data_list, tmp_path, monkeypat
 
     monkeypatch.setattr(train_module, "build_model", build_with_nan_on_second_call)
     run = tmp_path / "run"
-    result = train(load_config(None, tiny_overrides(data_list, run, steps=3, **{"run.save_every": 1})))
+    result = train(load_config(None, tiny_overrides(data_list, run, steps=2, **{"run.save_every": 1})))
     assert result.skipped_steps == 1
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["skipped_steps"] for r in records] == [0, 1, 1] and records[1]["loss"] is None
+    assert [r["skipped_steps"] for r in records] == [0, 1] and records[1]["loss"] is None
+    # The third step (a fresh model object: its first forward pass) is finite again.
+    train(load_config(None, tiny_overrides(data_list, run, steps=3, **{"run.save_every": 1, "run.resume": "auto"})))
     after1, after2, after3 = (torch.load(run / f"checkpoint_000000{i}.pt", weights_only=True) for i in (1, 2, 3))
     for key, value in after1["model"].items():
         assert torch.equal(value, after2["model"][key]), key

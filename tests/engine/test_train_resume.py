@@ -83,7 +83,7 @@ def test_resume_path_and_bad_checkpoint(tmp_path):
 
     data_list = make_dataset(tmp_path / "data", n=2)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(DgcnetError, match="junk.pt: not a readable checkpoint"):
+    with pytest.raises(DgcnetError, match="junk.pt: not a checkpoint"):
         train(load_config(None, tiny_overrides(data_list, tmp_path / "run", **{"run.resume": tmp_path / "junk.pt"})))
     with pytest.raises(DgcnetError, match="nothere.pt: no such checkpoint"):
         train(load_config(None, tiny_overrides(data_list, tmp_path / "run",

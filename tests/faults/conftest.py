@@ -62,3 +62,21 @@ def tiny_model():
 
     torch.manual_seed(0)
     return build_model("dgcnet_r18", 19).eval()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A real 2-iteration dgcnet_r18 run (checkpoints at 1 and 2) on tiny data; tests copy what
+    they change."""
+    from dgcnet.config import load_config
+    from dgcnet.engine.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    data_list = make_dataset(root / "data", n=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train(load_config(None, tiny_overrides(data_list, root / "run", steps=2, **{"run.save_every": 1})))
+    finally:
+        torch.set_num_threads(threads)
+    return result, data_list
