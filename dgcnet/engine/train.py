@@ -8,6 +8,7 @@ uninterrupted run would have.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -30,6 +31,7 @@ from dgcnet.engine import distributed, precision
 from dgcnet.engine.distributed import DistEnv
 from dgcnet.engine.fast import loader_worker_init
 from dgcnet.engine.runlog import RunLogger, StepMeter, log_line, peak_memory_gb, validation_pictures
+from dgcnet.engine.runlock import RunLock
 from dgcnet.errors import DgcnetError
 from dgcnet.losses import dgcnet_loss_terms
 from dgcnet.models import DGCNet, build_model
@@ -241,14 +243,16 @@ def train(config: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None =
     """
     env = distributed.setup(config.run.device, config.run.distributed)
     try:
-        runlog = RunLogger(Path(config.run.save_dir), env.is_main, config.run.tensorboard)
-        try:
-            return _train(config, env, on_log, runlog)
-        except BaseException as error:
-            runlog.failed(error)  # train.log says why the run stopped
-            raise
-        finally:
-            runlog.close()
+        # One training per run folder: a second one would overwrite the first one's checkpoints.
+        with RunLock(config.run.save_dir) if env.is_main else contextlib.nullcontext():
+            runlog = RunLogger(Path(config.run.save_dir), env.is_main, config.run.tensorboard)
+            try:
+                return _train(config, env, on_log, runlog)
+            except BaseException as error:
+                runlog.failed(error)  # train.log says why the run stopped
+                raise
+            finally:
+                runlog.close()
     finally:
         distributed.cleanup(env)
 
