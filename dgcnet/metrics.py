@@ -9,6 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from dgcnet.data.labels import IGNORE_INDEX
+from dgcnet.io import write_text
 
 
 def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
@@ -71,7 +72,7 @@ def format_table(rows: list[dict], miou: float, markdown: bool = False) -> str:
 def write_table_csv(rows: list[dict], path: str | Path) -> None:
     lines = ["class,iou,label_pixels,pred_pixels"]
     lines += [f"{r['class']},{r['iou']:.6f},{r['label_pixels']},{r['pred_pixels']}" for r in rows]
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def confusion_heatmap(confusion: np.ndarray, class_names: Sequence[str], cell: int = 24) -> Image.Image:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from dgcnet.formats.convert import TARGETS, convert
+from dgcnet.io import check_output_dir, check_output_file
 from dgcnet.models import list_models
 from dgcnet.cli.common import CommandAdder
 from dgcnet.errors import DgcnetError
@@ -35,6 +36,7 @@ def add_parser(subparsers: CommandAdder) -> None:
                         "loads nothing without it (its eval.py takes either); default: none, the bare network names")
     p.add_argument("--crc", action="store_true",
                    help="with --to mindspore: append the CRC-32 trailer (MindSpore's crc_check=True)")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists (never SRC)")
     p.set_defaults(run=run)
 
 
@@ -44,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
         if args.prefix or args.crc:
             raise DgcnetError("--prefix and --crc only apply to --to mindspore")
+        check_output_dir(args.dst, "DST")
         report = convert_to_hf(args.src, args.dst, arch=args.arch, strict=args.strict)
     else:
+        check_output_file(args.dst, "DST", args.overwrite, inputs=[args.src])
         report = convert(args.src, args.dst, args.to, arch=args.arch, strict=args.strict, prefix=args.prefix,
                          crc=args.crc)
     for line in report.lines():

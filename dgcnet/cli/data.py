@@ -14,6 +14,7 @@ from dgcnet.data.lists import write_authors_lists, write_lists
 from dgcnet.data.prepare import check_store
 from dgcnet.data.store import DEFAULT_NAME, find_store
 from dgcnet.data.synth import write_synth
+from dgcnet.io import check_output_dir
 
 
 def add_parser(subparsers: CommandAdder) -> None:
@@ -71,6 +72,7 @@ def add_parser(subparsers: CommandAdder) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    check_output_dir(args.out, "--out")
     write_synth(args.out, train=args.train, val=args.val, test=args.test, size=args.size, seed=args.seed,
                 progress=sys.stderr.isatty())
     h, w = args.size
@@ -80,6 +82,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_lists(args: argparse.Namespace) -> int:
+    check_output_dir(args.out, "--out")
     written = write_authors_lists(args.out) if args.authors else write_lists(args.data_dir, args.out)
     for name, lines in written.items():
         print(f"{args.out / name}: {lines} lines")

@@ -4,20 +4,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from torch import nn
 
 from dgcnet.cli.common import CommandAdder, add_device_arg, count, positive_int
 from dgcnet.config import AMP_MODES
-from dgcnet.data.cityscapes import SegmentationDataset
+from dgcnet.data.cityscapes import SegmentationDataset, read_list
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.data.transforms import MAX_PIXELS, MAX_PIXELS_ENV
 from dgcnet.engine.distributed import resolve_device
-from dgcnet.engine.evaluate import evaluate, write_results
+from dgcnet.engine.evaluate import RESULT_FILES, evaluate, write_results
 from dgcnet.engine.inference import MODES, default_stride
-from dgcnet.engine.predict import FORMAT_DIRS, PredictionWriter, parse_formats
+from dgcnet.engine.predict import FORMAT_DIRS, PredictionWriter, output_names, parse_formats, prediction_path
 from dgcnet.errors import DgcnetError
+from dgcnet.io import check_new_outputs, check_output_dir
 from dgcnet.metrics import class_table, format_table
 
 
@@ -120,6 +122,9 @@ def add_parser(subparsers: CommandAdder) -> None:
     p.add_argument("--save-pred", "--save_pred", dest="save_pred", type=parse_formats_arg, default=(),
                    help="also write predictions, any of: " + ", ".join(FORMAT_DIRS) + " (comma-separated); "
                         "labelids are the Cityscapes test-server PNGs, in OUTPUT/labelIds/")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace result and prediction files an earlier run left in the output folder "
+                        "(inputs are never replaced)")
     add_inference_args(p)
     p.set_defaults(run=run)
 
@@ -131,7 +136,21 @@ def parse_formats_arg(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before loading anything heavy: the output folder is usable, and no output replaces an
+    input or (without --overwrite) a file of an earlier run."""
+    check_output_dir(args.output_dir, "--output-dir")
+    samples = read_list(args.data_list, args.data_dir)
+    save_pred = args.save_pred or (() if any(s.label for s in samples) else ("labelids",))
+    names = output_names([s.image for s in samples]) if save_pred else []
+    outputs = [Path(args.output_dir) / "result" / name for name in RESULT_FILES]
+    outputs += [prediction_path(args.output_dir, fmt, name) for name in names for fmt in save_pred]
+    inputs = [args.data_list, args.restore_from] + [p for s in samples for p in (s.image, s.label) if p]
+    check_new_outputs(outputs, inputs, args.overwrite)
+
+
 def run(args: argparse.Namespace) -> int:
+    check_outputs(args)
     model, classes = load_for_inference(args)
     dataset = SegmentationDataset(args.data_dir, args.data_list, classes=classes, train=False,
                                   rgb=getattr(model, "rgb", True))

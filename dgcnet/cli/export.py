@@ -5,6 +5,7 @@ import argparse
 
 from dgcnet.cli.common import CommandAdder, image_size
 from dgcnet.errors import DgcnetError
+from dgcnet.io import check_output_file
 from dgcnet.formats.load import load_model
 from dgcnet.formats.onnx import OPSET, check_onnx, export_onnx
 
@@ -26,10 +27,12 @@ def add_parser(subparsers: CommandAdder) -> None:
     p.add_argument("--check", action="store_true",
                    help=f"run the graph with onnxruntime and fail unless the logits match PyTorch within "
                         f"{TOLERANCE:g} relative")
+    p.add_argument("--overwrite", action="store_true", help="replace the ONNX file if it exists")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.onnx, "--onnx", args.overwrite, inputs=[args.restore_from])
     model = load_model(args.restore_from)
     export_onnx(model, args.onnx, args.size, dynamic=args.dynamic)
     print(f"wrote {args.onnx} ({model.arch}, {model.num_classes} classes, "

@@ -6,9 +6,10 @@ import sys
 
 from dgcnet.cli.evaluate import add_inference_args, fast_heap, load_for_inference, parse_formats_arg
 from dgcnet.engine.inference import default_stride
-from dgcnet.engine.predict import FORMAT_DIRS, collect_inputs, predict_files
+from dgcnet.engine.predict import FORMAT_DIRS, collect_inputs, prediction_path, predict_files
 from dgcnet.errors import DgcnetError
 from dgcnet.cli.common import CommandAdder
+from dgcnet.io import check_new_outputs, check_output_dir
 
 
 def add_parser(subparsers: CommandAdder) -> None:
@@ -23,6 +24,9 @@ def add_parser(subparsers: CommandAdder) -> None:
     p.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True, help="output folder")
     p.add_argument("--save-pred", "--format", dest="save_pred", type=parse_formats_arg, default=("color",),
                    help="what to write, comma-separated: " + ", ".join(FORMAT_DIRS) + " (default: color)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace prediction files an earlier run left in the output folder (inputs are never "
+                        "replaced)")
     add_inference_args(p)
     p.set_defaults(run=run)
 
@@ -33,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"dgcnet predict: {line}", file=sys.stderr)
     if not inputs:
         raise DgcnetError("no input images")
+    # Before loading the model: the output folder is usable and no output replaces an input.
+    check_output_dir(args.output_dir, "--output-dir")
+    check_new_outputs([prediction_path(args.output_dir, fmt, i.relative) for i in inputs for fmt in args.save_pred],
+                      [i.path for i in inputs] + [args.restore_from], args.overwrite, "prediction")
     model, classes = load_for_inference(args)
     fast_heap(args, model)
     stride = default_stride(args.tile) if args.stride is None else args.stride

@@ -18,6 +18,7 @@ from dgcnet.data.cityscapes import SegmentationDataset, default_workers
 from dgcnet.engine.inference import infer_logits, model_device
 from dgcnet.engine.predict import PredictionWriter, output_names
 from dgcnet.errors import DgcnetError
+from dgcnet.io import atomic_write, write_text
 from dgcnet.metrics import (class_table, confusion_heatmap, confusion_matrix, format_table, iou_per_class,
                             pixel_accuracy, write_table_csv)
 
@@ -123,6 +124,10 @@ class _Reporting(Dataset):
             return None, str(error)
 
 
+# What write_results writes into OUTPUT/result/.
+RESULT_FILES = ("result.txt", "per_class.md", "per_class.csv", "confusion.npy", "confusion.png", "summary.json")
+
+
 def write_results(result: EvalResult, output_dir: str | Path, settings: dict | None = None) -> Path:
     """Write ``OUTPUT/result/``: result.txt (the port's JSON {"meanIU", "IU_array"}), per_class.md,
     per_class.csv, confusion.npy, confusion.png and summary.json (speed and settings).
@@ -133,12 +138,14 @@ def write_results(result: EvalResult, output_dir: str | Path, settings: dict | N
                "seconds": round(result.seconds, 3), "images_per_s": result.images_per_s,
                **(settings or {})}
     if result.miou is not None:
-        (folder / "result.txt").write_text(json.dumps({"meanIU": result.miou, "IU_array": result.iou.tolist()}))
+        write_text(folder / "result.txt", json.dumps({"meanIU": result.miou, "IU_array": result.iou.tolist()}))
         rows = class_table(result.class_names, result.iou, result.confusion)
-        (folder / "per_class.md").write_text(format_table(rows, result.miou, markdown=True))
+        write_text(folder / "per_class.md", format_table(rows, result.miou, markdown=True))
         write_table_csv(rows, folder / "per_class.csv")
-        np.save(folder / "confusion.npy", result.confusion)
-        confusion_heatmap(result.confusion, result.class_names).save(folder / "confusion.png")
+        with atomic_write(folder / "confusion.npy") as f:
+            np.save(f, result.confusion)
+        with atomic_write(folder / "confusion.png") as f:
+            confusion_heatmap(result.confusion, result.class_names).save(f, format="PNG")
         summary.update(meanIU=result.miou, pixel_accuracy=result.pixel_accuracy)
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
     return folder

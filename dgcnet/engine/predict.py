@@ -23,6 +23,7 @@ from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.data.transforms import normalize, read_image
 from dgcnet.engine.inference import infer_logits, model_device
 from dgcnet.errors import DgcnetError
+from dgcnet.io import atomic_write
 
 # --format / --save-pred name -> sub-folder of the output directory.
 FORMAT_DIRS = {"labelids": "labelIds", "color": "color", "overlay": "overlay", "trainids": "trainIds"}
@@ -87,6 +88,11 @@ def encode_prediction(train_ids: np.ndarray, fmt: str, classes: ClassInfo = CITY
     raise ValueError(f"unknown prediction format {fmt!r}")
 
 
+def prediction_path(output_dir: str | Path, fmt: str, relative: Path) -> Path:
+    """Where the prediction of format ``fmt`` named ``relative`` (see :func:`output_names`) goes."""
+    return Path(output_dir) / FORMAT_DIRS[fmt] / relative
+
+
 class PredictionWriter:
     """Writes predictions as ``OUTPUT/<labelIds|color|overlay|trainIds>/<relative>.png`` on
     background threads (PNG encoding overlaps inference); :meth:`close` waits and re-raises errors."""
@@ -101,7 +107,7 @@ class PredictionWriter:
         self._max_pending = 4 * threads  # each queued item holds a full-size prediction
 
     def path(self, fmt: str, relative: Path) -> Path:
-        return self.output_dir / FORMAT_DIRS[fmt] / relative
+        return prediction_path(self.output_dir, fmt, relative)
 
     def submit(self, train_ids: np.ndarray, relative: Path, image_path: Path | None = None,
                image: np.ndarray | None = None) -> None:
@@ -124,7 +130,8 @@ class PredictionWriter:
                 image = read_image(image_path)
             target = self.path(fmt, relative)
             target.parent.mkdir(parents=True, exist_ok=True)
-            encode_prediction(train_ids, fmt, self.classes, image).save(target)
+            with atomic_write(target) as f:
+                encode_prediction(train_ids, fmt, self.classes, image).save(f, format="PNG")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

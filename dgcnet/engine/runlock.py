@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from dgcnet.errors import DgcnetError
+from dgcnet.io import check_output_dir
 
 LOCK_NAME = ".lock"
 
@@ -51,6 +52,7 @@ class RunLock:
         self.created = False
 
     def acquire(self) -> None:
+        check_output_dir(self.run_dir, "run.save_dir (--save_dir)")
         try:
             self.created = not self.run_dir.exists()
             self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from dgcnet.errors import DgcnetError, import_optional
+from dgcnet.io import atomic_write
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -27,10 +28,10 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], dynam
     example = torch.zeros(1, 3, *size)
     dynamic_axes = ({INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
                      OUTPUT_NAME: {0: "batch", 2: "height_8", 3: "width_8"}} if dynamic else None)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_write(path) as f:
         # The TorchScript-based exporter needs no extra packages and handles this model fully.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        torch.onnx.export(model, (example,), f, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           opset_version=OPSET, dynamic_axes=dynamic_axes, dynamo=False)
 
 

@@ -80,3 +80,18 @@ def trained_run(tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return result, data_list
+
+
+@pytest.fixture(scope="session")
+def release_weights(tmp_path_factory):
+    """dgcnet_r18 weights (random, seed 0) as a released dgcnet safetensors file."""
+    from safetensors.torch import save_file
+
+    from dgcnet.formats.convert import release_metadata
+    from dgcnet.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("dgcnet_r18", 19)
+    path = tmp_path_factory.mktemp("weights") / "r18.safetensors"
+    save_file(model.state_dict(), str(path), metadata=release_metadata("dgcnet_r18", 19, model.class_names, True))
+    return path
