@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from dgcnet.config import TrainConfig, config_to_dict, load_config
 from dgcnet.models import list_models
@@ -116,9 +117,14 @@ def add_parser(subparsers: CommandAdder) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dgcnet.engine.stopping import TrainingStopped
     from dgcnet.engine.train import train
 
     flags = [(key, getattr(args, name)) for name, key in FLAG_KEYS.items() if getattr(args, name) is not None]
     config = load_config(args.config, flags + list(args.overrides))
-    train(config)
+    try:
+        train(config)
+    except TrainingStopped as stopped:  # a clean stop with a checkpoint: the signal's usual status
+        print(f"dgcnet train: {stopped}", file=sys.stderr)
+        return 128 + stopped.signum
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from dgcnet.engine.distributed import DistEnv
 from dgcnet.engine.fast import loader_worker_init
 from dgcnet.engine.runlog import RunLogger, StepMeter, log_line, peak_memory_gb, validation_pictures
 from dgcnet.engine.runlock import RunLock
+from dgcnet.engine.stopping import StopSignals, TrainingStopped, ignore_stop_signals
 from dgcnet.errors import DgcnetError
 from dgcnet.losses import dgcnet_loss_terms
 from dgcnet.models import DGCNet, build_model
@@ -152,6 +154,11 @@ def _batch_keys(sampler: DistributedSampler, batch_size: int, start: int) -> Ite
         epoch, position = epoch + 1, 0
 
 
+def _init_loader_worker(worker_id: int) -> None:
+    loader_worker_init(worker_id)
+    ignore_stop_signals(worker_id)  # the main process decides when training stops
+
+
 def _batches(dataset: SegmentationDataset, sampler: DistributedSampler, batch_size: int, workers: int,
              pin_memory: bool, start: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """(epoch, images, labels) for iterations start, start+1, ...; each sample comes from
@@ -160,7 +167,7 @@ def _batches(dataset: SegmentationDataset, sampler: DistributedSampler, batch_si
     # Its own generator: creating loader workers must not consume the global (dropout) RNG.
     loader = DataLoader(_EpochSamples(dataset), batch_sampler=_batch_keys(sampler, batch_size, start),
                         num_workers=workers, collate_fn=_collate, pin_memory=pin_memory, generator=torch.Generator(),
-                        worker_init_fn=loader_worker_init)
+                        worker_init_fn=_init_loader_worker)
     for iteration, batch in enumerate(loader, start):
         if isinstance(batch, str):
             raise DgcnetError(batch)
@@ -218,6 +225,17 @@ def _check_resume(state: dict[str, Any], config: TrainConfig, path: Path) -> Non
     if state["iteration"] > config.train.num_steps:
         raise DgcnetError(f"{path}: the checkpoint is at iteration {state['iteration']}, but train.num_steps is "
                           f"{config.train.num_steps}: the run is past its end; give --num_steps {state['iteration']} or more")
+
+
+def _stop_on_signal(signum: int | None, done: int, last_checkpoint: Path | None, healthy: bool,
+                    save: Callable[[int], Path]) -> None:
+    """SIGTERM or Ctrl-C: a checkpoint of the finished iteration ``done`` (unless steps are being
+    skipped, or one was just written), then :class:`TrainingStopped`."""
+    if healthy and (last_checkpoint is None or last_checkpoint.name != ckpt.checkpoint_path(".", done).name):
+        last_checkpoint = save(done)
+    name = signal.Signals(signum).name if signum else "a signal on another process"
+    raise TrainingStopped(f"stopped by {name} after iteration {done}; last checkpoint: {last_checkpoint or 'none'}; "
+                          f"continue with --resume auto", signum or signal.SIGTERM)
 
 
 def _validate(model: DGCNet, config: TrainConfig, dataset: SegmentationDataset, device: torch.device,
@@ -401,7 +419,9 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     last_checkpoint = resume_from
     loss_sums, loss_steps, skipped, nonfinite_in_row, final_loss = [0.0, 0.0, 0.0], 0, 0, 0, None
     net.train()
+    stop = StopSignals()  # entered and left by hand: the loop keeps its indentation
     try:
+        stop.__enter__()
         for iteration in range(start, total):
             waiting = time.perf_counter()
             epoch, images, labels = next(batches)
@@ -485,7 +505,11 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
                 save(done, run_dir / ckpt.BEST_NAME)
             elif improved and env.is_main:  # the same checkpoint: a hard link, not a second copy
                 ckpt.link_checkpoint(last_checkpoint, run_dir / ckpt.BEST_NAME)
+
+            if done < total and not distributed.all_true(not stop.requested, env):
+                _stop_on_signal(stop.signum, done, last_checkpoint, nonfinite_in_row == 0, save)
     finally:
+        stop.__exit__()
         batches.close()
         loaded.close()
 
