@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from dgcnet.errors import DgcnetError
+from dgcnet.io import write_text
 
 AMP_MODES = ("off", "bf16", "fp16")
 DEVICE_HELP = "cpu, cuda, cuda:N or auto"
@@ -305,7 +305,4 @@ def config_from_dict(data: Mapping[str, Mapping[str, Any]], source: str = "") ->
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write the resolved configuration as YAML (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    os.replace(tmp, path)
+    write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -14,11 +14,11 @@ The authors' own six lists ship with the package (``dgcnet lists --authors``), b
 from __future__ import annotations
 
 import gzip
-import os
 from importlib import resources
 from pathlib import Path
 
 from dgcnet.errors import DgcnetError
+from dgcnet.io import write_bytes
 
 # The authors' lists, in dgcnet/data/authors_lists/<name>.gz; train+/train++ add coarse labels.
 AUTHORS_LISTS = ("train.txt", "val.txt", "test.txt", "trainval.txt", "train+.txt", "train++.txt")
@@ -118,10 +118,7 @@ def write_list_files(out_dir: str | Path, contents: dict[str, bytes]) -> None:
             raise DgcnetError(f"{path}: already exists with other content; remove it or choose another --output-dir")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name, data in contents.items():
-            # Write to a temporary file first so an interrupted run never leaves half a list.
-            tmp = out_dir / f".{name}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, out_dir / name)
     except OSError as error:
         raise DgcnetError(f"{out_dir}: cannot write the lists ({error.strerror or error})") from None
+    for name, data in contents.items():
+        write_bytes(out_dir / name, data)  # an interrupted run never leaves half a list

@@ -6,7 +6,6 @@ moment leaves either a complete checkpoint or a temporary file that ``--resume a
 """
 from __future__ import annotations
 
-import os
 import random
 import re
 import shutil
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from dgcnet.errors import DgcnetError
+from dgcnet.io import atomic_write
 
 FORMAT = "dgcnet-train-v1"
 _NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
@@ -61,28 +61,12 @@ def check_finite(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
                           f"({len(bad)} tensors, e.g. {bad[0]})")
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # not possible on every platform; the rename itself is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` to ``path`` atomically. Refuses weights holding NaN or infinity."""
     path = Path(path)
     check_finite(state["model"], path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def link_checkpoint(src: str | Path, dst: str | Path) -> None:

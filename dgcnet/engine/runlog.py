@@ -13,13 +13,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import IO, Any, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from dgcnet.errors import DgcnetError, install_hint
+from dgcnet.io import write_text
 
 LOG_NAME = "train.log"
 METRICS_NAME = "metrics.jsonl"
@@ -168,9 +169,16 @@ def _drop_records_after(path: Path, start: int) -> None:
             continue
         if record.get("iteration", 0) <= start:
             kept.append(line + "\n")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    write_text(path, "".join(kept))
+
+
+def _append(file: IO[str], text: str) -> None:
+    """Append a line to a log; a full disk is one line (the checkpoints written so far are intact)."""
+    try:
+        file.write(text)
+        file.flush()
+    except OSError as error:
+        raise DgcnetError(f"{file.name}: cannot write: {error.strerror}") from None
 
 
 class RunLogger:
@@ -207,8 +215,7 @@ class RunLogger:
         if self.log_file is None:
             self.pending.append(text)
             return
-        self.log_file.write(text + "\n")
-        self.log_file.flush()
+        _append(self.log_file, text + "\n")
 
     def open(self, start: int) -> None:
         """Start writing into the run folder, which exists now; ``start`` is the first iteration."""
@@ -244,8 +251,7 @@ class RunLogger:
         """One metrics.jsonl line; its numbers also go to TensorBoard."""
         if not self.enabled or self.metrics_file is None:
             return
-        self.metrics_file.write(json.dumps(record) + "\n")
-        self.metrics_file.flush()
+        _append(self.metrics_file, json.dumps(record) + "\n")
         if self.tensorboard is None:
             return
         step = record["iteration"]

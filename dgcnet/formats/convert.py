@@ -28,6 +28,7 @@ from torch import nn
 
 from dgcnet.data.transforms import BGR_MEAN, IMAGENET_MEAN, IMAGENET_STD
 from dgcnet.errors import DgcnetError
+from dgcnet.io import atomic_write
 from dgcnet.formats import mindspore
 from dgcnet.models import DGCNet, build_model, list_models
 
@@ -391,7 +392,7 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path, met
         offset += size
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
-    with open(path, "wb") as f:
+    with atomic_write(path) as f:
         f.write(struct.pack("<Q", len(raw)) + raw)
         for name in sorted(tensors):  # little-endian bytes, C order (x86 and ARM are little-endian)
             f.write(tensors[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -407,25 +408,18 @@ def write_weights(state_dict: dict[str, torch.Tensor], dst: str | Path, to: str,
         raise DgcnetError(f"unknown target format {to!r}; choose one of {', '.join(TARGETS)}")
     dropped: Counter = Counter()
     written = len(state_dict)
-    # Write next to DST and rename at the end, so that a failure leaves no partial file.
-    partial = dst.with_name(f".{dst.name}.partial")
-    try:
-        if to == "pth":
-            torch.save(state_dict, partial)
-        elif to in ("dgcnet", "safetensors"):
-            metadata = release_metadata(arch, num_classes, class_names, rgb) if to == "dgcnet" else {"format": "pt"}
-            write_safetensors(state_dict, partial, metadata)
-        else:
-            tensors, n = to_mindspore_names(state_dict, _conv1d_weights(_meta_model(arch, num_classes)), prefix)
-            if n:
-                dropped["num_batches_tracked"] = n
-            mindspore.write_checkpoint(partial, tensors, crc=crc)
-            written = len(tensors)
-        partial.replace(dst)
-    except OSError as error:
-        raise DgcnetError(f"{dst}: cannot write: {error.strerror}") from None
-    finally:
-        partial.unlink(missing_ok=True)
+    if to == "mindspore":
+        tensors, n = to_mindspore_names(state_dict, _conv1d_weights(_meta_model(arch, num_classes)), prefix)
+        if n:
+            dropped["num_batches_tracked"] = n
+        mindspore.write_checkpoint(dst, tensors, crc=crc)
+        return len(tensors), dropped
+    if to == "pth":
+        with atomic_write(dst) as f:  # a failure leaves no partial file
+            torch.save(state_dict, f)
+    else:
+        metadata = release_metadata(arch, num_classes, class_names, rgb) if to == "dgcnet" else {"format": "pt"}
+        write_safetensors(state_dict, dst, metadata)
     return written, dropped
 
 

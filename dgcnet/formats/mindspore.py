@@ -25,6 +25,7 @@ from typing import Iterator, Mapping
 import torch
 
 from dgcnet.errors import DgcnetError
+from dgcnet.io import atomic_write
 
 CRC_MARK = b"crc_num"
 CRC_TRAILER_SIZE = len(CRC_MARK) + 10
@@ -270,8 +271,8 @@ def encode_checkpoint(tensors: Mapping[str, torch.Tensor | str], crc: bool = Fal
 
 
 def write_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor | str], crc: bool = False) -> None:
-    """Write a .ckpt that ``mindspore.load_checkpoint`` reads, one record at a time."""
-    with open(path, "wb") as f:
+    """Write a .ckpt that ``mindspore.load_checkpoint`` reads, one record at a time (atomically)."""
+    with atomic_write(path) as f:
         for chunk in _file_chunks(tensors, crc):
             f.write(chunk)
 

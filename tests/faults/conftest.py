@@ -4,10 +4,11 @@ Each test file here covers one class of fault: images, lists, configs, weights, 
 concurrent runs, signals, checkpoints. To add a case, add a maker here (or a parameter to an
 existing test) and assert the one-line error, what was kept and what was not written.
 """
+import errno
 import io
+import os
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +96,30 @@ def release_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "r18.safetensors"
     save_file(model.state_dict(), str(path), metadata=release_metadata("dgcnet_r18", 19, model.class_names, True))
     return path
+
+
+class FullDisk(io.FileIO):
+    """A file on a disk that fills up after ``room`` bytes: writes then fail with ENOSPC."""
+
+    room = 0
+
+    def write(self, data):
+        if len(data) > FullDisk.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        FullDisk.room -= len(data)
+        return super().write(data)
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """``full_disk(room)``: every atomic write from now on finds only ``room`` bytes free."""
+    import dgcnet.io
+
+    def fill(room: int) -> None:
+        FullDisk.room = room
+
+        def fake_open(path, mode="r", *args, **kwargs):
+            raw = FullDisk(path, mode.replace("b", "").replace("t", ""))
+            return raw if "b" in mode else io.TextIOWrapper(raw)
+        monkeypatch.setattr(dgcnet.io, "open", fake_open, raising=False)
+    return fill
