@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -98,6 +100,9 @@ class RunConfig:
     # TensorBoard events in save_dir/tensorboard. None: when tensorboard is installed (a note says
     # how to get it when not); True: required; False: none.
     tensorboard: bool | None = None
+    # Resume even when settings that change the run (data, crop, learning rate, ...) differ from
+    # the checkpoint's; the run's earlier config.yaml is kept as config_until_<iteration>.yaml.
+    allow_changes: bool = False
 
 
 @dataclass
@@ -219,13 +224,33 @@ def _flatten(data: Mapping, source: str, prefix: str = "") -> Iterable[tuple[str
             yield key, value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error (YAML itself keeps
+    the last silently, so a repeated section would drop the settings of the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, typing.Hashable):
+                continue  # the base class reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"'{key}' given twice (first at line {seen[key]})", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path) -> list[tuple[str, Any]]:
     """The (dotted key, value) pairs a YAML config file sets."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except OSError as error:
         raise DgcnetError(f"{path}: cannot read config ({error.strerror})") from None
+    except yaml.constructor.ConstructorError as error:
+        raise DgcnetError(f"{path}:{error.problem_mark.line + 1}: {error.problem}") from None
     except yaml.YAMLError as error:
         raise DgcnetError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
     if data is None:
@@ -247,20 +272,54 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _finite(*values: float) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+def input_bytes(batch: int, size: tuple[int, int]) -> int:
+    """Bytes of one float32 batch of 3-channel images: a floor on the memory a size needs."""
+    return batch * 3 * size[0] * size[1] * 4
+
+
+def check_size(size: tuple[int, int], batch: int, what: str) -> None:
+    """Refuse sizes whose input batch alone would not fit in this machine's memory."""
+    needed = input_bytes(batch, size)
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not on every platform
+        available = 2**50
+    if needed > available:
+        raise DgcnetError(f"{what} {size[0]}x{size[1]}: the input alone would need {needed / 2**30:,.1f} GiB "
+                          f"({batch} x 3 x {size[0]} x {size[1]} float32), the network many times more; "
+                          f"this machine has {available / 2**30:,.1f} GiB")
+
+
 def validate(config: TrainConfig) -> None:
-    """Check choices and ranges that the types alone do not."""
+    """Check choices and ranges that the types alone do not, so that a run does not crash (or
+    mean something else) after the heavy work has started."""
+    from dgcnet.engine.inference import MODES
     from dgcnet.models import list_models  # models import the data package; keep config light
 
+    t, loss = config.train, config.loss
     checks = [
         (config.model.arch in list_models(), f"model.arch: unknown arch {config.model.arch!r}; choose one of "
                                              f"{', '.join(list_models())}"),
         (config.train.amp in AMP_MODES, f"train.amp: expected one of {', '.join(AMP_MODES)}, got {config.train.amp!r}"),
         (is_device(config.run.device), f"run.device: expected {DEVICE_HELP}, got {config.run.device!r}"),
         (config.model.num_classes >= 1, "model.num_classes must be at least 1"),
-        (0.0 <= config.model.aux_dropout < 1.0, "model.aux_dropout must be in [0, 1)"),
+        (_finite(config.model.aux_dropout) and 0.0 <= config.model.aux_dropout < 1.0, "model.aux_dropout must be in [0, 1)"),
         (config.train.batch_size >= 1, "train.batch_size must be at least 1"),
         (config.train.num_steps >= 1, "train.num_steps must be at least 1"),
-        (config.train.lr > 0, "train.lr must be positive"),
+        (_finite(t.lr) and t.lr > 0, f"train.lr must be a positive number, got {t.lr}"),
+        (_finite(t.momentum) and 0 <= t.momentum < 1, f"train.momentum must be in [0, 1), got {t.momentum}"),
+        (_finite(t.weight_decay) and t.weight_decay >= 0, f"train.weight_decay must not be negative, got {t.weight_decay}"),
+        (_finite(t.poly_power) and t.poly_power >= 0, f"train.poly_power must not be negative, got {t.poly_power}"),
+        (_finite(loss.ohem_thresh) and 0 < loss.ohem_thresh <= 1,
+         f"loss.ohem_thresh is a probability in (0, 1], got {loss.ohem_thresh}"),
+        (_finite(loss.aux_weight) and loss.aux_weight >= 0, f"loss.aux_weight must not be negative, got {loss.aux_weight}"),
+        (0 <= config.run.seed < 2**32, f"run.seed must be in 0..2^32-1, got {config.run.seed}"),
+        (config.val.mode in MODES, f"val.mode: expected one of {', '.join(MODES)}, got {config.val.mode!r}"),
+        (config.val.tile >= 1, f"val.tile must be at least 1, got {config.val.tile}"),
         (config.train.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be at least 1"),
         (config.loss.ohem_min_kept >= 0, "loss.ohem_min_kept must not be negative"),
         (config.data.workers is None or config.data.workers >= 0, "data.workers must not be negative"),
@@ -273,6 +332,7 @@ def validate(config: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise DgcnetError(message)
+    check_size(config.data.input_size, t.batch_size, "data.input_size")
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[tuple[str, Any] | str] = (),

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from dgcnet.config import DEVICE_HELP, is_device, parse_size
+from dgcnet.config import DEVICE_HELP, check_size, is_device, parse_size
+from dgcnet.errors import DgcnetError
 
 
 def count(text: str) -> int:
@@ -31,9 +32,14 @@ def positive_int(text: str) -> int:
 def image_size(text: str) -> tuple[int, int]:
     """'HxW', 'H,W' or 'N' (a square) -> (height, width)."""
     try:
-        return parse_size(text)
+        size = parse_size(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a size like 832x832, 1024,2048 or 832, got {text!r}") from None
+    try:
+        check_size(size, 1, "size")
+    except DgcnetError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return size
 
 
 def device(text: str) -> str:

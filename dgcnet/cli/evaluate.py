@@ -23,14 +23,18 @@ from dgcnet.io import check_new_outputs, check_output_dir
 from dgcnet.metrics import class_table, format_table
 
 
+MAX_SCALE = 4.0
+
+
 def scales_list(text: str) -> tuple[float, ...]:
     """'0.75,1.0,1.25' -> (0.75, 1.0, 1.25)."""
     try:
         scales = tuple(float(s) for s in text.split(",") if s.strip())
     except ValueError:
         scales = ()
-    if not scales or min(scales) <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive numbers like 0.75,1.0,1.25, got {text!r}")
+    # Above 4, a 2048x1024 image becomes 8192x4096: tens of GB of activations.
+    if not scales or not all(0 < s <= MAX_SCALE for s in scales):  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"expected numbers in (0, {MAX_SCALE:g}] like 0.75,1.0,1.25, got {text!r}")
     return scales
 
 

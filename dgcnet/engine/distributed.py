@@ -43,6 +43,8 @@ def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.devi
         device = torch.device(name)
     except RuntimeError:
         raise DgcnetError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):  # meta, mps, ...: the engines run on CPUs and CUDA GPUs
+        raise DgcnetError(f"device {name!r} is not supported (use cpu, cuda or cuda:N)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DgcnetError(f"device {name} asked for, but CUDA is not available (use --device cpu)")

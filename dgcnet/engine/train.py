@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
@@ -216,15 +217,65 @@ def _resume_path(resume: str | None, run_dir: Path) -> Path | None:
     return Path(resume)
 
 
+# Settings that may differ when resuming: where and how fast it runs, not what it learns.
+RESUMABLE_CHANGES = {"run.resume", "run.device", "run.distributed", "run.log_every", "run.save_every", "run.keep",
+                     "run.allow_changes", "run.tensorboard", "data.workers", "train.num_steps", "train.compile", "train.channels_last",
+                     "train.max_nonfinite_steps", "val.every", "val.data_list", "val.data_dir", "val.mode", "val.tile"}
+
+
+def changed_settings(state: dict[str, Any], config: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """{key: (checkpoint's value, this config's)} of the settings that change what a resumed run learns."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        return {}
+    now = config_to_dict(config)
+    return {f"{section}.{key}": (saved.get(section, {}).get(key), value)
+            for section, values in now.items() for key, value in values.items()
+            if f"{section}.{key}" not in RESUMABLE_CHANGES and isinstance(saved.get(section), dict)
+            and key in saved[section] and saved[section][key] != value}
+
+
+def _keep_earlier_config(path: Path, config: TrainConfig, start: int) -> None:
+    """A resumed run with other settings keeps the earlier config.yaml as config_until_<start>.yaml."""
+    try:
+        earlier = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return
+    now = config_to_dict(config)
+    if isinstance(earlier, dict) and isinstance(earlier.get("run"), dict):
+        earlier["run"].pop("resume", None)
+        now["run"].pop("resume", None)
+    if earlier != now:
+        os.replace(path, path.with_name(f"config_until_{start}.yaml"))
+
+
 def _check_resume(state: dict[str, Any], config: TrainConfig, path: Path) -> None:
     """A resumed run must be the run the checkpoint belongs to, and have iterations left."""
     cfg_model = config.model
     if (state["arch"], state["num_classes"]) != (cfg_model.arch, cfg_model.num_classes):
         raise DgcnetError(f"{path}: a {state['arch']} checkpoint with {state['num_classes']} classes, "
                           f"but the config says {cfg_model.arch} with {cfg_model.num_classes}")
+    changed = changed_settings(state, config)
+    if changed and not config.run.allow_changes:
+        key, (old, new) = next(iter(changed.items()))
+        more = f" (and {len(changed) - 1} more: {', '.join(list(changed)[1:4])})" if len(changed) > 1 else ""
+        raise DgcnetError(f"{path}: the run was trained with {key}={old!r}, this config says {new!r}{more}; resume "
+                          f"with the run's settings (its config.yaml), or pass run.allow_changes=true")
     if state["iteration"] > config.train.num_steps:
         raise DgcnetError(f"{path}: the checkpoint is at iteration {state['iteration']}, but train.num_steps is "
                           f"{config.train.num_steps}: the run is past its end; give --num_steps {state['iteration']} or more")
+
+
+def _check_batch_norm(arch: str, num_classes: int, batch_size: int, crop: tuple[int, int]) -> None:
+    """A forward pass on the meta device (shapes only, no memory or compute): a crop so small
+    that a BatchNorm would see one value per channel fails here, not at the first step."""
+    with torch.device("meta"):
+        model = build_model(arch, num_classes).train()
+        try:
+            model(torch.empty(batch_size, 3, *crop))
+        except (ValueError, RuntimeError) as error:
+            raise DgcnetError(f"data.input_size {crop[0]}x{crop[1]} with train.batch_size {batch_size} is too small "
+                              f"for {arch}: {str(error).splitlines()[0]}; use a larger crop or batch") from None
 
 
 def _stop_on_signal(signum: int | None, done: int, last_checkpoint: Path | None, healthy: bool,
@@ -287,6 +338,8 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     say = runlog.say
     _seed_everything(cfg_run.seed + env.rank)  # one seed per process: independent dropout masks
 
+    if not env.distributed:  # synchronised BatchNorm sees every process's batch
+        _check_batch_norm(cfg_model.arch, cfg_model.num_classes, cfg_train.batch_size, cfg_data.input_size)
     # Data: the list's cheap checks (syntax, files exist) run here, before anything heavy.
     if cfg_data.data_list is None:
         raise DgcnetError("no training list: set data.data_list (--data_list)")
@@ -369,6 +422,8 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_stale_temporaries(run_dir)
+        if resume_from is not None:
+            _keep_earlier_config(run_dir / "config.yaml", config, start)
         save_config(config, run_dir / "config.yaml")
     total = cfg_train.num_steps
     params = sum(p.numel() for p in model.parameters())

@@ -438,6 +438,8 @@ def convert(src: str | Path, dst: str | Path, to: str = "dgcnet", *, arch: str |
         raise DgcnetError(f"{src}: --to dgcnet needs a complete model, missing {summarize_names(report.missing)}; "
                           f"use --to safetensors, pth or mindspore for partial weights")
     names = weights.class_names or _meta_model(report.arch, report.num_classes).class_names
+    if len(names) != report.num_classes:  # a release file must describe its own output
+        raise DgcnetError(f"{src}: {len(names)} class names for {report.num_classes} classes")
     rgb = True if weights.rgb is None else weights.rgb
     if to == "mindspore":  # counters added by fit_to_model are not dropped from the source
         dropped_counters = report.added.pop("num_batches_tracked (0)", 0)

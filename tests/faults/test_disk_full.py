@@ -10,7 +10,7 @@ import torch
 from dgcnet.cli import main
 from dgcnet.engine.checkpoint import save_checkpoint
 from dgcnet.errors import DgcnetError
-from tests.faults.conftest import png_bytes, tiny_overrides
+from tests.faults.conftest import tiny_overrides
 
 
 def leftovers(folder):

@@ -78,3 +78,15 @@ def test_non_finite_weights_refused_by_the_cli_and_train(tmp_path, capsys, train
         load_checkpoint(broken)
     with pytest.raises(DgcnetError, match="refused: tensor head.bottleneck.3.weight"):
         train(load_config(None, tiny_overrides(data_list, tmp_path / "run", **{"model.restore_from": broken})))
+
+
+def test_convert_refuses_class_names_that_do_not_match_the_classes(tmp_path, release_weights):
+    from safetensors import safe_open
+
+    with safe_open(str(release_weights), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    odd = tmp_path / "odd.safetensors"
+    save_file(tensors, str(odd), metadata=release_metadata("dgcnet_r18", 19, ("a", "b"), True))
+    with pytest.raises(DgcnetError, match=f"{odd}: 2 class names for 19 classes"):
+        convert(odd, tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
