@@ -28,22 +28,31 @@ class Sample:
         return f"{self.list_path}:{self.line}"
 
 
+def split_columns(line: str) -> list[str]:
+    """A line with a TAB is split on TABs only, so paths may hold spaces; otherwise on runs of
+    spaces (the authors' lists use both)."""
+    if "\t" in line:
+        return [column.strip() for column in line.split("\t") if column.strip()]
+    return line.split()
+
+
 def parse_list(list_path: str | Path) -> list[tuple[int, list[str]]]:
-    """(line number, columns) of each non-blank line; columns are split on tabs or spaces."""
+    """(line number, columns) of each non-blank line (see :func:`split_columns`); UTF-8, with or
+    without a byte order mark."""
     list_path = Path(list_path)
     try:
-        text = list_path.read_text()
+        text = list_path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise DgcnetError(f"{list_path}: cannot read data list ({reason})") from None
-    return [(number, line.split()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    return [(number, split_columns(line)) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 def read_list(list_path: str | Path, data_dir: str | Path, require_labels: bool = False) -> list[Sample]:
     """Parse a data list: ``image<TAB>label`` or ``image`` a line, paths relative to data_dir.
 
-    Tabs and runs of spaces both separate columns (the authors' train.txt mixes them); blank
-    lines are skipped. Errors read ``LIST:LINE: PATH: what is wrong``.
+    Tabs and runs of spaces both separate columns (the authors' train.txt mixes them); on a line
+    with a TAB only TABs do, so paths may hold spaces. Blank lines are skipped. Errors read ``LIST:LINE: PATH: what is wrong``.
     """
     list_path, data_dir = Path(list_path), Path(data_dir)
     samples = []
@@ -153,6 +162,13 @@ class SegmentationDataset(Dataset):
         if label is not None and self.classes.ignore_index != IGNORE_INDEX:
             # Losses, metrics and padding all use 255 for "ignore", whatever the class file says.
             label = np.where(label == self.classes.ignore_index, IGNORE_INDEX, label).astype(np.uint8)
+        if label is not None and self.classes.id_to_train is None:
+            # Without an id mapping, stored values are train ids: anything else would crash the loss.
+            outside = np.unique(label[(label >= self.classes.num_classes) & (label != IGNORE_INDEX)])
+            if outside.size:
+                raise DgcnetError(f"{s.where}: {s.label}: label value(s) {', '.join(map(str, outside[:5].tolist()))} "
+                                  f"are not classes (0..{self.classes.num_classes - 1}) nor the ignore index "
+                                  f"{self.classes.ignore_index}; add an id_mapping to the class file")
         if label is not None and label.shape != image.shape[:2]:
             raise DgcnetError(f"{s.where}: {s.label}: label size {label.shape[1]}x{label.shape[0]} "
                               f"differs from image size {image.shape[1]}x{image.shape[0]}")

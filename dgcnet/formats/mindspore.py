@@ -183,6 +183,10 @@ def _to_tensor(tag: str, dims: list[int], tensor_type: str, content: bytes, wher
     itemsize = torch.empty((), dtype=dtype).element_size()
     if dims == [0] and len(content) == itemsize:  # MindSpore 1.x wrote a scalar with dims [0]
         dims = []
+    # A zero dim makes the product 0 whatever the others: check the others on their own, so that
+    # [0, 2^62, 2^62] is refused here rather than overflowing torch's stride calculation.
+    if math.prod(d for d in dims if d) * itemsize >= 2**62:
+        raise DgcnetError(f"{where}: {tag}: {tensor_type} shape {dims} is impossibly large")
     expected = math.prod(dims) * itemsize
     if expected != len(content):
         raise DgcnetError(f"{where}: {tag}: {tensor_type} shape {dims} needs {expected} bytes, "

@@ -90,3 +90,16 @@ def test_convert_refuses_class_names_that_do_not_match_the_classes(tmp_path, rel
     with pytest.raises(DgcnetError, match=f"{odd}: 2 class names for 19 classes"):
         convert(odd, tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
+
+
+@pytest.mark.parametrize("dims", [[0, 2**62, 2**62], [2**62, 0], [0, 2**40, 2**40, 2**40]])
+def test_mindspore_shapes_with_a_zero_dim_and_huge_others(tmp_path, capsys, dims):
+    from tests.formats.test_mindspore import _record
+
+    tensor = b"".join(b"\x08" + mindspore._varint(d) for d in dims) + b"\x12\x07Float32\x1a\x00"
+    path = tmp_path / "forged.ckpt"
+    path.write_bytes(_record(b"net.conv1.0.weight", tensor))
+    with pytest.raises(DgcnetError, match=r"forged.ckpt: net.conv1.0.weight: Float32 shape .* is impossibly large"):
+        read_weights(path)
+    assert main(["convert", str(path), str(tmp_path / "out.safetensors")]) == 1
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "out.safetensors").exists()
