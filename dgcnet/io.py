@@ -20,7 +20,7 @@ def temporary_path(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # not possible on every platform; the rename itself is still atomic
@@ -72,7 +72,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_text(path: str | Path, text: str) -> None:

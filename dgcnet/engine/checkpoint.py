@@ -6,6 +6,7 @@ moment leaves either a complete checkpoint or a temporary file that ``--resume a
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from dgcnet.errors import DgcnetError
-from dgcnet.io import atomic_write
+from dgcnet.io import atomic_write, fsync_dir, temporary_path
 
 FORMAT = "dgcnet-train-v1"
 _NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
@@ -74,7 +75,7 @@ def link_checkpoint(src: str | Path, dst: str | Path) -> None:
     one checkpoint under two names takes its space once (a copy where the file system has no
     hard links)."""
     src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp = temporary_path(dst)
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
@@ -83,7 +84,7 @@ def link_checkpoint(src: str | Path, dst: str | Path) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
     os.replace(tmp, dst)
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import datetime
 import json
-import os
 import sys
 import time
 from pathlib import Path
