@@ -4,7 +4,7 @@
 preferred), an http(s) URL of one (downloaded once into the torch hub cache, ``#sha256=HEX`` pins
 it), a folder written by ``dgcnet convert W DIR --to hf`` or ``hf://OWNER/NAME``; without it the
 model has random weights. The model comes back in eval mode with
-``class_names`` and ``rgb`` from the file.
+its facts (``model.info``: classes, normalisation, training crop) from the file.
 """
 from __future__ import annotations
 

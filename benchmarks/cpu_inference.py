@@ -79,7 +79,7 @@ def main() -> int:
         model = calibrate_batchnorm(build_model(args.arch), (args.size[0] // 2, args.size[1] // 2))
         weights = "random, BatchNorm statistics averaged over 2 random batches"
     image_np, _ = synth_scene(np.random.default_rng(0), *args.size)
-    image = normalize(image_np, model.rgb)[None]
+    image = normalize(image_np, model.info.rgb)[None]
 
     variants = {"eager": (model.eval(), False), "fast": (optimize_for_inference(model), False),
                 "fast-bf16": (optimize_for_inference(model), True)}

@@ -50,7 +50,7 @@ def main() -> int:
     model = build_model(args.arch).eval()
     variants = {"eager": model, "fast": optimize_for_inference(model)}
     image_np, _ = synth_scene(np.random.default_rng(0), *args.size)
-    image = normalize(image_np, model.rgb)[None]
+    image = normalize(image_np, model.info.rgb)[None]
     times: dict[tuple[str, str], list[float]] = {}
     with torch.no_grad():
         for net in variants.values():  # warm-up

@@ -26,7 +26,6 @@ from dgcnet.data.synth import write_synth
 from dgcnet.data.transforms import read_image, read_label
 from dgcnet.engine.evaluate import EvalResult, evaluate, write_results
 from dgcnet.engine.fast import keep_freed_memory, optimize_for_inference
-from dgcnet.engine.inference import default_stride
 from dgcnet.engine.predict import FORMAT_DIRS, collect_inputs, predict_files
 from dgcnet.engine.runlog import read_metrics
 from dgcnet.engine.train import train
@@ -55,8 +54,6 @@ class DemoSettings:
     # Random rescaling would show the network objects at sizes the validation images never have.
     scale: bool = False
     validations: int = 3  # validations spread over the training (the mIoU curve); 0: none
-    eval_mode: str = "whole"  # the images are small: one pass per image
-    tile: int = 128  # sliding-window tile, used when eval_mode is "sliding"
     predictions: int = 4  # validation images segmented into colour and overlay PNGs
     workers: int = 1  # data loading processes
     # Let the fast path on the CPU keep large freed blocks (a process-wide malloc setting).
@@ -112,7 +109,7 @@ def train_overrides(settings: DemoSettings, data_dir: Path, run_dir: Path, devic
     ]
     if settings.validations:
         pairs += [("val.every", max(1, settings.steps // settings.validations)), ("val.data_list", str(data_dir / "val.txt")),
-                  ("val.mode", settings.eval_mode), ("val.tile", settings.tile)]
+                  ("val.mode", "sliding"), ("val.tile", max(crop_size(settings)))]  # as eval will
     return pairs
 
 
@@ -161,19 +158,21 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
     trained = train(config)
     seconds["train"] = time.perf_counter() - t
 
-    say(f"[3/5] evaluating on {settings.val_images} validation images ({settings.eval_mode})")
+    # Evaluation and prediction run as `dgcnet eval` and `dgcnet predict` do without flags: by
+    # the model's own facts (sliding window of its training crop).
     t = time.perf_counter()
     heap = "keep freed blocks" if settings.keep_freed_memory and device.type == "cpu" and keep_freed_memory() else "default"
     model = optimize_for_inference(load_model(trained.checkpoint, device=device))
-    dataset = SegmentationDataset(data_dir, data_dir / "val.txt", rgb=model.rgb)
-    stride = default_stride(settings.tile)
-    result = evaluate(model, dataset, mode=settings.eval_mode, tile=settings.tile, stride=stride,
-                      workers=settings.workers, progress=progress)
+    info = model.info
+    say(f"[3/5] evaluating on {settings.val_images} validation images (sliding window: tile {info.tile}, "
+        f"stride {info.stride}, the training crop)")
+    dataset = SegmentationDataset(data_dir, data_dir / "val.txt", classes=info.classes, rgb=info.rgb)
+    result = evaluate(model, dataset, workers=settings.workers, progress=progress)
     if result.miou is None:
         raise DgcnetError(f"{data_dir / 'val.txt'}: no labelled validation image")
     result_dir = write_results(result, eval_dir, {
         "restore_from": str(trained.checkpoint), "data_list": str(data_dir / "val.txt"),
-        "mode": settings.eval_mode, "tile": settings.tile, "stride": stride, "scales": [1.0], "flip": False,
+        "mode": "sliding", "tile": info.tile, "stride": info.stride, "scales": [1.0], "flip": False,
         "amp": "off", "device": str(device), "fast": True, "heap": heap})
     seconds["eval"] = time.perf_counter() - t
 
@@ -181,8 +180,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
     say(f"[4/5] segmenting {len(samples)} validation images -> {predictions_dir}")
     t = time.perf_counter()
     inputs, _ = collect_inputs([str(s.image) for s in samples])
-    failures = predict_files(model, inputs, predictions_dir, PREDICTION_FORMATS, mode=settings.eval_mode,
-                             tile=settings.tile, stride=stride, workers=0, progress=progress)
+    failures = predict_files(model, inputs, predictions_dir, PREDICTION_FORMATS, workers=0, progress=progress)
     if failures:
         raise DgcnetError("; ".join(failures))
     colors = [predictions_dir / FORMAT_DIRS["color"] / i.relative for i in inputs]
@@ -220,7 +218,6 @@ def summary_markdown(settings: DemoSettings, device: torch.device, result: EvalR
     times = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items() if k != "total")
     table = format_table(class_table(result.class_names, result.iou, result.confusion), result.miou,
                          markdown=True)
-    mode = f"--mode {settings.eval_mode}" + (f" --tile {settings.tile}" if settings.eval_mode == "sliding" else "")
     q = lambda p: shlex.quote(str(p))  # noqa: E731
     overlay_lines = "\n".join(f"- [{rel(p)}]({rel(p)})" for p in overlays)
     return f"""# DGCNet demo: {settings.arch} on a synthetic Cityscapes
@@ -271,7 +268,7 @@ The full training configuration is [train/config.yaml](train/config.yaml); the t
 ```
 dgcnet synth --output-dir {q(data_dir)} --train {settings.train_images} --val {settings.val_images} --size {settings.image_size[0]}x{settings.image_size[1]} --seed {settings.seed}
 dgcnet train --config {q(out_dir / 'train' / 'config.yaml')} run.save_dir=NEW_RUN_FOLDER
-dgcnet eval --restore-from {q(checkpoint)} --data-dir {q(data_dir)} --data-list {q(data_dir / 'val.txt')} {mode} --output-dir {q(out_dir / 'eval')}
-dgcnet predict YOUR_IMAGES --restore-from {q(checkpoint)} {mode} --format color,overlay --output-dir OUTPUT
+dgcnet eval --restore-from {q(checkpoint)} --data-dir {q(data_dir)} --data-list {q(data_dir / 'val.txt')} --output-dir NEW_EVAL_FOLDER
+dgcnet predict YOUR_IMAGES --restore-from {q(checkpoint)} --format color,overlay --output-dir OUTPUT
 ```
 """

@@ -113,3 +113,54 @@ def test_training_prints_its_eta_and_keeps_one_copy_of_the_best_checkpoint(tiny_
         assert best.stat().st_ino == final.stat().st_ino
     else:
         assert best.stat().st_ino != final.stat().st_ino
+
+
+@pytest.fixture(scope="module")
+def trained_demo(tmp_path_factory):
+    """A demo that trains enough to predict structure (the tiny one above predicts almost nothing)."""
+    from dgcnet.demo import run_demo
+
+    out = tmp_path_factory.mktemp("trained_demo") / "out"
+    settings = DemoSettings(steps=24, image_size=(64, 128), train_images=8, val_images=3, batch_size=4,
+                            validations=0, predictions=3, device="cpu", workers=0)
+    return run_demo(out, settings, say=lambda line: None)
+
+
+@pytest.mark.slow
+def test_eval_and_predict_without_flags_reproduce_the_demo(trained_demo, tmp_path, capsys):
+    demo = trained_demo
+    data = demo.data_dir
+    capsys.readouterr()
+    assert main(["eval", "--restore-from", str(demo.checkpoint), "--data-dir", str(data), "--data-list",
+                 str(data / "val.txt"), "--output-dir", str(tmp_path / "eval"), "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    # The model's own crop (64x64) is the tile; said once where it comes from.
+    assert "sliding window: tile 64, stride 43 (the model's: training crop 64x64)" in printed
+    miou = json.loads((tmp_path / "eval" / "result" / "result.txt").read_text())["meanIU"]
+    assert miou == pytest.approx(demo.miou, abs=0.01)
+    # Another protocol gives another score: the default really is the model's own.
+    assert main(["eval", "--restore-from", str(demo.checkpoint), "--data-dir", str(data), "--data-list",
+                 str(data / "val.txt"), "--output-dir", str(tmp_path / "whole"), "--workers", "0",
+                 "--mode", "whole"]) == 0
+    whole = json.loads((tmp_path / "whole" / "result" / "result.txt").read_text())["meanIU"]
+    assert abs(whole - miou) > 1e-4
+    images = sorted(str(p) for p in (data / "leftImg8bit" / "val").rglob("*.png"))[:3]
+    assert main(["predict", *images, "--restore-from", str(demo.checkpoint), "--output-dir",
+                 str(tmp_path / "pred"), "--workers", "0"]) == 0
+    for ours in (demo.predictions_dir / "color").rglob("*.png"):
+        theirs = tmp_path / "pred" / "color" / ours.relative_to(demo.predictions_dir / "color")
+        np.testing.assert_array_equal(np.asarray(Image.open(theirs)), np.asarray(Image.open(ours)))
+
+
+@pytest.mark.slow
+def test_images_smaller_than_the_tile_run_whole_said_once(trained_demo, tmp_path, capsys):
+    images = sorted(str(p) for p in (trained_demo.data_dir / "leftImg8bit" / "val").rglob("*.png"))
+    small = []
+    for i, path in enumerate(images[:2]):
+        small.append(tmp_path / f"small{i}.png")
+        Image.open(path).crop((0, 0, 48, 40)).save(small[-1])
+    capsys.readouterr()
+    assert main(["predict", *map(str, small), "--restore-from", str(trained_demo.checkpoint), "--output-dir",
+                 str(tmp_path / "pred"), "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("run whole") == 1 and "no larger than the 64x64 tile" in printed

@@ -1,4 +1,4 @@
-"""`dgcnet eval`: mIoU of a checkpoint on a data list by the published protocol."""
+"""`dgcnet eval`: mIoU of a checkpoint on a data list, by the protocol the model was trained for."""
 from __future__ import annotations
 
 import argparse
@@ -12,11 +12,11 @@ from dgcnet.cli.common import CommandAdder, add_device_arg, count, positive_int
 from dgcnet.config import AMP_MODES
 from dgcnet.data.cityscapes import SegmentationDataset, read_list
 from dgcnet.data.classes import load_class_file
-from dgcnet.data.labels import CITYSCAPES, ClassInfo
+from dgcnet.data.labels import ClassInfo
 from dgcnet.data.transforms import MAX_PIXELS, MAX_PIXELS_ENV
 from dgcnet.engine.distributed import resolve_device
 from dgcnet.engine.evaluate import RESULT_FILES, evaluate, write_results
-from dgcnet.engine.inference import MODES, default_stride
+from dgcnet.engine.inference import MODES, resolve_tile
 from dgcnet.engine.predict import FORMAT_DIRS, PredictionWriter, output_names, parse_formats, prediction_path
 from dgcnet.errors import DgcnetError
 from dgcnet.io import check_new_outputs, check_output_dir
@@ -45,11 +45,14 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
                         "MindSpore .ckpt; or an http(s) URL of one (downloaded once into the torch hub cache, "
                         "#sha256=HEX pins it), a Hugging Face folder or hf://OWNER/NAME")
     p.add_argument("--mode", choices=MODES, default="sliding",
-                   help="sliding: tiles of --tile at --stride, logits averaged (the protocol); "
-                        "whole: the full image in one pass (default: sliding)")
-    p.add_argument("--tile", type=positive_int, default=832, help="sliding-window tile size (default: 832)")
+                   help="sliding: tiles of --tile at --stride, logits averaged (the protocol; an image no "
+                        "larger than the tile runs whole); whole: the full image in one pass (default: sliding)")
+    p.add_argument("--tile", type=positive_int, default=None,
+                   help="sliding-window tile size (default: the model's, its training crop: 832 for the "
+                        "published weights)")
     p.add_argument("--stride", type=positive_int, default=None,
-                   help="sliding-window stride (default: ceil(2/3 * tile), 555 for 832)")
+                   help="sliding-window stride (default: the model's with its tile, else ceil(2/3 * tile); "
+                        "555 for 832)")
     p.add_argument("--scales", type=scales_list, default=(1.0,),
                    help="comma-separated image scales whose logits are summed, e.g. 0.75,1.0,1.25 (default: 1.0)")
     p.add_argument("--flip", action="store_true", help="also run the mirrored image and average the logits")
@@ -64,7 +67,7 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
                    help="number of classes, only for files that do not record it (default: from the file)")
     p.add_argument("--classes", default=None, metavar="FILE",
                    help="class file (YAML/JSON: names, colours, ignore index, id mapping) of your own data "
-                        "(default: the class names stored with the weights; Cityscapes ids and colours for them)")
+                        "(default: the classes the weights record: names, colours, label ids)")
     p.add_argument("--max-pixels", "--max_pixels", dest="max_pixels", type=positive_int, default=None,
                    help=f"refuse images above this many pixels, before decoding them (default: "
                         f"${MAX_PIXELS_ENV} or {MAX_PIXELS:,} = 8192x8192)")
@@ -81,7 +84,7 @@ def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:
         os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
     device = resolve_device(args.device)
     model = load_model(args.restore_from, device=device, num_classes=args.num_classes)
-    classes = load_class_file(args.classes) if args.classes else model_classes(model)
+    classes = load_class_file(args.classes) if args.classes else model.info.classes
     if classes.num_classes != model.num_classes:
         raise DgcnetError(f"{args.classes}: {classes.num_classes} classes, but the model predicts {model.num_classes}")
     if args.fast:
@@ -101,21 +104,21 @@ def fast_heap(args: argparse.Namespace, model: nn.Module) -> str:
     return "default"
 
 
-def model_classes(model: nn.Module) -> ClassInfo:
-    """Cityscapes ids and colours for a model with the Cityscapes class names; otherwise the
-    model's class names, labels stored as train ids, and the Cityscapes colours cycled."""
-    names = tuple(model.class_names)
-    if names == CITYSCAPES.names:
-        return CITYSCAPES
-    colors = tuple(CITYSCAPES.colors[i % len(CITYSCAPES.colors)] for i in range(len(names)))
-    return ClassInfo(names=names, colors=colors)
+def describe_tile(args: argparse.Namespace, model: nn.Module) -> tuple[int, int]:
+    """The (tile, stride) to run, printed once with where it comes from."""
+    tile, stride = resolve_tile(model, args.tile, args.stride)
+    if args.mode == "sliding":
+        source = "given" if args.tile else f"the model's: training crop {'x'.join(map(str, model.info.crop_size))}"
+        print(f"sliding window: tile {tile}, stride {stride} ({source})")
+    return tile, stride
 
 
 def add_parser(subparsers: CommandAdder) -> None:
     p = subparsers.add_parser(
         "eval",
-        description="Evaluate a checkpoint on a data list by the published protocol (full images, "
-                    "sliding window of 832 at stride 555, logits averaged, single scale, no flip) and "
+        description="Evaluate a checkpoint on a data list by the protocol it was trained for (full images, "
+                    "sliding window of the training crop at 2/3 of it, logits averaged, single scale, no flip: "
+                    "832 at stride 555 for the published weights; images no larger than the tile run whole) and "
                     "write OUTPUT/result/: result.txt ({\"meanIU\", \"IU_array\"}), per_class.md/.csv, "
                     "confusion.npy/.png and summary.json. A list without labels (test.txt) only predicts: labelIds PNGs unless --save-pred says otherwise.")
     p.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True, help="dataset root folder")
@@ -156,11 +159,10 @@ def check_outputs(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     check_outputs(args)
     model, classes = load_for_inference(args)
-    dataset = SegmentationDataset(args.data_dir, args.data_list, classes=classes, train=False,
-                                  rgb=getattr(model, "rgb", True))
-    stride = default_stride(args.tile) if args.stride is None else args.stride
+    dataset = SegmentationDataset(args.data_dir, args.data_list, classes=classes, train=False, rgb=model.info.rgb)
+    tile, stride = describe_tile(args, model)
     settings = {"restore_from": str(args.restore_from), "data_list": str(args.data_list), "mode": args.mode,
-                "tile": args.tile, "stride": stride, "scales": list(args.scales), "flip": args.flip,
+                "tile": tile, "stride": stride, "scales": list(args.scales), "flip": args.flip,
                 "amp": args.amp, "device": str(next(model.parameters()).device), "fast": args.fast,
                 "heap": fast_heap(args, model)}
     save_pred = args.save_pred
@@ -168,9 +170,9 @@ def run(args: argparse.Namespace) -> int:
         save_pred = ("labelids",)  # nothing to score: the test-server PNGs are the result
     writer = PredictionWriter(args.output_dir, save_pred, classes) if save_pred else None
     try:
-        result = evaluate(model, dataset, mode=args.mode, tile=args.tile, stride=stride, scales=args.scales,
+        result = evaluate(model, dataset, mode=args.mode, tile=tile, stride=stride, scales=args.scales,
                           flip=args.flip, batch_tiles=args.batch_tiles, amp=args.amp, workers=args.workers,
-                          progress=sys.stderr.isatty(), writer=writer)
+                          progress=sys.stderr.isatty(), writer=writer, note=print)
     finally:
         if writer is not None:
             writer.close()

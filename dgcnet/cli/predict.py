@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgcnet.cli.evaluate import add_inference_args, fast_heap, load_for_inference, parse_formats_arg
-from dgcnet.engine.inference import default_stride
+from dgcnet.cli.evaluate import add_inference_args, describe_tile, fast_heap, load_for_inference, parse_formats_arg
 from dgcnet.engine.predict import FORMAT_DIRS, collect_inputs, prediction_path, predict_files
 from dgcnet.errors import DgcnetError
 from dgcnet.cli.common import CommandAdder
@@ -43,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
                       [i.path for i in inputs] + [args.restore_from], args.overwrite, "prediction")
     model, classes = load_for_inference(args)
     fast_heap(args, model)
-    stride = default_stride(args.tile) if args.stride is None else args.stride
+    tile, stride = describe_tile(args, model)
     failures = predict_files(model, inputs, args.output_dir, args.save_pred, classes=classes, mode=args.mode,
-                             tile=args.tile, stride=stride, scales=args.scales, flip=args.flip,
+                             tile=tile, stride=stride, scales=args.scales, flip=args.flip,
                              batch_tiles=args.batch_tiles, amp=args.amp, workers=args.workers,
-                             progress=sys.stderr.isatty())
+                             progress=sys.stderr.isatty(), note=print)
     for line in failures:
         print(f"dgcnet predict: {line}", file=sys.stderr)
     written = len(inputs) - len(failures)

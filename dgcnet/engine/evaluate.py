@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from dgcnet.data.cityscapes import SegmentationDataset, default_workers
-from dgcnet.engine.inference import infer_logits, model_device
-from dgcnet.engine.predict import PredictionWriter, output_names
+from dgcnet.engine.inference import infer_logits, model_device, resolve_tile, runs_whole
+from dgcnet.engine.predict import PredictionWriter, output_names, whole_note
 from dgcnet.errors import DgcnetError
 from dgcnet.io import atomic_write, write_text
 from dgcnet.metrics import (class_table, confusion_heatmap, confusion_matrix, format_table, iou_per_class,
@@ -41,14 +41,16 @@ class EvalResult:
         return None if self.miou is None else pixel_accuracy(self.confusion)
 
 
-def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sliding", tile: int = 832,
+def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sliding", tile: int | None = None,
              stride: int | None = None, scales: Sequence[float] = (1.0,), flip: bool = False,
              batch_tiles: int = 4, device: str | torch.device | None = None, amp: str = "off",
-             workers: int | None = None, progress: bool = True, writer: PredictionWriter | None = None) -> EvalResult:
+             workers: int | None = None, progress: bool = True, writer: PredictionWriter | None = None,
+             note: Callable[[str], None] | None = None) -> EvalResult:
     """Run ``model`` over an evaluation dataset (``train=False``) and score it.
 
-    Defaults are the published protocol: sliding window, tile 832, stride 555, single scale, no
-    flip. ``device`` moves the model (default: where it is). Loading runs in ``workers`` loader
+    Defaults are the protocol the model was trained for (``model.info``): sliding window with
+    the training crop as the tile (832 at stride 555 for the published recipe), single scale,
+    no flip; images no larger than the tile run whole, which ``note`` hears once. ``device`` moves the model (default: where it is). Loading runs in ``workers`` loader
     processes (default: :func:`default_workers`), overlapping inference. ``writer`` receives every
     prediction (train ids), named after the image's path (see :func:`output_names`). The model's
     train/eval mode is restored afterwards.
@@ -58,6 +60,8 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sli
     if device is not None:
         model.to(device)
     device = model_device(model)
+    if mode == "sliding":
+        tile, stride = resolve_tile(model, tile, stride)
     was_training = model.training
     model.eval()
     num_classes = dataset.classes.num_classes
@@ -74,6 +78,9 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sli
                 raise DgcnetError(error)
             image, label, index = item
             sample = dataset.samples[index]
+            if note is not None and mode == "sliding" and runs_whole(*image.shape[-2:], tile):
+                note(whole_note(tile, sample.image, image.shape[-2:]))
+                note = None
             logits = infer_logits(model, image.to(device, non_blocking=True), mode=mode, tile=tile,
                                   stride=stride, scales=scales, flip=flip, batch_tiles=batch_tiles, amp=amp)
             if logits.shape[0] != num_classes:

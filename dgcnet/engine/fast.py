@@ -116,7 +116,7 @@ def fold_batchnorm(model: nn.Module) -> int:
 class InferenceModel(nn.Module):
     """Eval-only wrapper: runs the (folded, channels-last, maybe compiled) model without autograd.
 
-    Carries the wrapped model's ``arch``, ``num_classes``, ``class_names`` and ``rgb``.
+    Carries the wrapped model's facts, ``info`` (with ``arch`` and ``num_classes``).
     """
 
     def __init__(self, model: nn.Module, runner: nn.Module | None = None, channels_last: bool = True) -> None:
@@ -125,10 +125,15 @@ class InferenceModel(nn.Module):
         # The compiled callable shares the model's parameters; keep it out of the module tree.
         object.__setattr__(self, "_runner", runner if runner is not None else model)
         self.channels_last = channels_last
-        self.arch = getattr(model, "arch", "")
-        self.num_classes = getattr(model, "num_classes", None)
-        self.class_names = getattr(model, "class_names", ())
-        self.rgb = getattr(model, "rgb", True)
+        self.info = model.info
+
+    @property
+    def arch(self) -> str:
+        return self.info.arch
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
 
     def train(self, mode: bool = True) -> InferenceModel:
         if mode:

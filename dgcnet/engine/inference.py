@@ -3,8 +3,10 @@ multi-scale and flip.
 
 The protocol (DESIGN.md section 4): tiles of ``tile`` x ``tile`` at ``stride`` (default
 ceil(2/3 tile)), the last tile of a row/column shifted back inside the image; an image smaller
-than the tile is padded bottom/right with 0 (after normalisation) and the result cropped back.
-Each tile's stride-8 logits are upsampled bilinearly (align_corners=True) to the tile; raw
+than the tile in one direction is padded bottom/right with 0 (after normalisation) and the
+result cropped back. An image no larger than the tile in both directions runs whole (one pass,
+no padding): padding a small image with zeros up to a large tile changes what the network sees.
+The tile and stride default to the model's own (``model.info``: the training crop). Each tile's stride-8 logits are upsampled bilinearly (align_corners=True) to the tile; raw
 logits are summed and divided by the number of tiles covering each pixel.
 
 Multi-scale: the image is resized (bilinear, align_corners=True) by each scale, inferred as
@@ -23,13 +25,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgcnet.engine.precision import amp_dtype
+from dgcnet.models.info import default_stride
 
 MODES = ("sliding", "whole")
 
 
-def default_stride(tile: int) -> int:
-    """The protocol's stride: ceil(2/3 of the tile), 555 for 832."""
-    return math.ceil(tile * 2 / 3)
+def resolve_tile(model: nn.Module, tile: int | None, stride: int | None) -> tuple[int, int]:
+    """(tile, stride) to run: the model's own (``model.info``) unless ``tile`` is given; a given
+    tile without a stride gets ceil(2/3 of it)."""
+    if tile is None:
+        return model.info.tile, model.info.stride if stride is None else stride
+    return tile, default_stride(tile) if stride is None else stride
+
+
+def runs_whole(height: int, width: int, tile: int) -> bool:
+    """Whether sliding-window inference runs an image of this size whole: no larger than the tile."""
+    return height <= tile and width <= tile
 
 
 def tile_starts(size: int, tile: int, stride: int) -> list[int]:
@@ -101,12 +112,17 @@ def whole_logits(model: nn.Module, image: torch.Tensor, *, flip: bool = False, a
     return _forward(model, image[None], flip, amp)[0]
 
 
-def infer_logits(model: nn.Module, image: torch.Tensor, *, mode: str = "sliding", tile: int = 832,
+def infer_logits(model: nn.Module, image: torch.Tensor, *, mode: str = "sliding", tile: int | None = None,
                  stride: int | None = None, scales: Sequence[float] = (1.0,), flip: bool = False,
                  batch_tiles: int = 4, amp: str = "off") -> torch.Tensor:
-    """(classes, H, W) float32 logits of a (3, H, W) normalised image, on the image's device."""
+    """(classes, H, W) float32 logits of a (3, H, W) normalised image, on the image's device.
+
+    ``tile``/``stride`` default to the model's (``model.info``); a given tile without a stride
+    gets ceil(2/3 of it)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "sliding":
+        tile, stride = resolve_tile(model, tile, stride)
     if not scales or min(scales) <= 0:
         raise ValueError(f"scales must be positive numbers, got {tuple(scales)}")
     _, height, width = image.shape
@@ -116,7 +132,7 @@ def infer_logits(model: nn.Module, image: torch.Tensor, *, mode: str = "sliding"
             size = (max(1, round(height * scale)), max(1, round(width * scale)))
             scaled = image if size == (height, width) else F.interpolate(
                 image[None], size=size, mode="bilinear", align_corners=True)[0]
-            if mode == "sliding":
+            if mode == "sliding" and not runs_whole(*size, tile):
                 logits = sliding_logits(model, scaled, tile=tile, stride=stride, flip=flip,
                                         batch_tiles=batch_tiles, amp=amp)
             else:

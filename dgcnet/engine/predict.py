@@ -3,13 +3,15 @@ server, colour, overlay, trainIds) and running a model over files, folders and g
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import sys
+import weakref
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -21,7 +23,8 @@ from tqdm import tqdm
 from dgcnet.data.cityscapes import default_workers
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.data.transforms import normalize, read_image
-from dgcnet.engine.inference import infer_logits, model_device
+from dgcnet.engine.fast import InferenceModel, optimize_for_inference
+from dgcnet.engine.inference import infer_logits, model_device, resolve_tile, runs_whole
 from dgcnet.errors import DgcnetError
 from dgcnet.io import atomic_write
 
@@ -41,6 +44,11 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
+def whole_note(tile: int, path: Path, size: Sequence[int]) -> str:
+    return (f"note: images no larger than the {tile}x{tile} tile run whole, in one pass without padding "
+            f"(first: {path}, {size[1]}x{size[0]})")
+
+
 def as_rgb_array(image: str | Path | Image.Image | np.ndarray) -> np.ndarray:
     """A path, PIL image or HxWx3 uint8 RGB array -> HxWx3 uint8 RGB array."""
     if isinstance(image, (str, Path)):
@@ -53,20 +61,75 @@ def as_rgb_array(image: str | Path | Image.Image | np.ndarray) -> np.ndarray:
     return array
 
 
-def predict(model: nn.Module, image: str | Path | Image.Image | np.ndarray, mode: str = "sliding",
-            scales: Sequence[float] = (1.0,), flip: bool = False, *, tile: int = 832,
-            stride: int | None = None, batch_tiles: int = 4, amp: str = "off") -> np.ndarray:
-    """Segment one image: (H, W) uint8 train ids (for Cityscapes 0..18) at the image's size.
+ImageLike = Union[str, Path, Image.Image, np.ndarray]
+OUTPUTS = ("train_ids", "label_ids", "probs", "color")
 
-    ``image`` is a path, a PIL image or an HxWx3 uint8 RGB array; the model (eval mode is set)
-    runs on its own device with its own normalisation (``model.rgb``).
+# model -> (its weights' identity and versions, its fast copy); dropped with the model.
+_FAST_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def fast_copy(model: nn.Module) -> nn.Module:
+    """``model``'s fast inference copy (:func:`optimize_for_inference`), made once and kept while
+    the model lives; made again when its weights change (in place, replaced or moved)."""
+    if isinstance(model, InferenceModel):
+        return model
+    key = tuple((t.data_ptr(), t._version) for t in itertools.chain(model.parameters(), model.buffers()))
+    cached = _FAST_COPIES.get(model)
+    if cached is None or cached[0] != key:
+        cached = (key, optimize_for_inference(model))
+        _FAST_COPIES[model] = cached
+    return cached[1]
+
+
+def predict(model: nn.Module, images: ImageLike | Sequence[ImageLike], output: str = "train_ids", *,
+            mode: str = "sliding", tile: int | None = None, stride: int | None = None,
+            scales: Sequence[float] = (1.0,), flip: bool = False, batch_tiles: int = 4, amp: str = "off",
+            fast: bool = True) -> np.ndarray | list[np.ndarray]:
+    """Segment one image or several, each at its own size.
+
+    ``images``: a path, PIL image or HxWx3 uint8 RGB array; a list of them (returns a list); or
+    an NxHxWx3 uint8 array (returns one array). ``output`` per image:
+
+    - ``train_ids``: (H, W) uint8 class indices (Cityscapes: 0..18);
+    - ``label_ids``: (H, W) uint8 ids as the labels store them (Cityscapes labelIds, as the test
+      server wants: 7 for road);
+    - ``probs``: (classes, H, W) float32 class probabilities (softmax of the averaged logits);
+    - ``color``: (H, W, 3) uint8 RGB in the class colours.
+
+    Everything else follows the model's facts (``model.info``): normalisation, classes, and the
+    sliding window (tile = training crop; images no larger than the tile run whole). ``fast``
+    runs the fast inference copy (BatchNorm folded, channels-last, Winograd on the CPU; logits
+    equal within 1e-4 relative), made on the first call and kept while the model lives.
+    The model runs on its own device; its train/eval mode is left as it was.
     """
-    model.eval()
-    rgb = as_rgb_array(image)
-    x = normalize(rgb, getattr(model, "rgb", True)).to(model_device(model))
-    logits = infer_logits(model, x, mode=mode, tile=tile, stride=stride, scales=scales, flip=flip,
-                          batch_tiles=batch_tiles, amp=amp)
-    return logits.argmax(0).to(torch.uint8).cpu().numpy()
+    if output not in OUTPUTS:
+        raise DgcnetError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
+    single = isinstance(images, (str, Path, Image.Image)) or (isinstance(images, np.ndarray) and images.ndim != 4)
+    items = [images] if single else list(images)
+    info = model.info
+    runner = fast_copy(model) if fast else model
+    was_training = runner.training
+    runner.eval()
+    try:
+        results = []
+        for item in items:
+            x = normalize(as_rgb_array(item), info.rgb).to(model_device(runner))
+            logits = infer_logits(runner, x, mode=mode, tile=tile, stride=stride, scales=scales, flip=flip,
+                                  batch_tiles=batch_tiles, amp=amp)
+            if output == "probs":
+                results.append(logits.softmax(0).cpu().numpy())
+                continue
+            train_ids = logits.argmax(0).to(torch.uint8).cpu().numpy()
+            if output == "label_ids":
+                train_ids = np.asarray(info.label_ids, dtype=np.uint8)[train_ids]
+            elif output == "color":
+                train_ids = np.asarray(info.palette, dtype=np.uint8)[train_ids]
+            results.append(train_ids)
+    finally:
+        runner.train(was_training)
+    if single:
+        return results[0]
+    return np.stack(results) if isinstance(images, np.ndarray) else results
 
 
 def encode_prediction(train_ids: np.ndarray, fmt: str, classes: ClassInfo = CITYSCAPES,
@@ -216,16 +279,20 @@ class _ImageFiles(Dataset):
 
 
 def predict_files(model: nn.Module, inputs: Sequence[InputImage], output_dir: str | Path,
-                  formats: Sequence[str], *, classes: ClassInfo = CITYSCAPES, mode: str = "sliding",
-                  tile: int = 832, stride: int | None = None, scales: Sequence[float] = (1.0,),
+                  formats: Sequence[str], *, classes: ClassInfo | None = None, mode: str = "sliding",
+                  tile: int | None = None, stride: int | None = None, scales: Sequence[float] = (1.0,),
                   flip: bool = False, batch_tiles: int = 4, amp: str = "off", workers: int | None = None,
-                  progress: bool = True) -> list[str]:
+                  progress: bool = True, note: Callable[[str], None] | None = None) -> list[str]:
     """Predict every input and write the requested formats; returns one error line per image
     that could not be read (the others are still written). ``workers``: loader processes
-    (default: :func:`default_workers`)."""
+    (default: :func:`default_workers`). ``classes``, ``tile`` and ``stride`` default to the
+    model's (``model.info``); ``note`` hears, once, that images no larger than the tile run whole."""
     model.eval()
     device = model_device(model)
-    dataset = _ImageFiles(inputs, getattr(model, "rgb", True), keep_rgb="overlay" in formats)
+    classes = model.info.classes if classes is None else classes
+    if mode == "sliding":
+        tile, stride = resolve_tile(model, tile, stride)
+    dataset = _ImageFiles(inputs, model.info.rgb, keep_rgb="overlay" in formats)
     workers = default_workers() if workers is None else workers
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
     errors: list[str] = []
@@ -235,6 +302,9 @@ def predict_files(model: nn.Module, inputs: Sequence[InputImage], output_dir: st
             if error is not None:
                 errors.append(error)
                 continue
+            if note is not None and mode == "sliding" and runs_whole(*x.shape[-2:], tile):
+                note(whole_note(tile, inputs[index].path, x.shape[-2:]))
+                note = None
             logits = infer_logits(model, x.to(device, non_blocking=True), mode=mode, tile=tile, stride=stride,
                                   scales=scales, flip=flip, batch_tiles=batch_tiles, amp=amp)
             train_ids = logits.argmax(0).to(torch.uint8).cpu().numpy()

@@ -37,7 +37,7 @@ from dgcnet.engine.runlock import RunLock
 from dgcnet.engine.stopping import StopSignals, TrainingStopped, ignore_stop_signals
 from dgcnet.errors import DgcnetError
 from dgcnet.losses import dgcnet_loss_terms
-from dgcnet.models import DGCNet, build_model
+from dgcnet.models import DGCNet, build_model, classes_info
 
 if TYPE_CHECKING:
     from dgcnet.engine.evaluate import EvalResult
@@ -296,7 +296,7 @@ def _validate(model: DGCNet, config: TrainConfig, dataset: SegmentationDataset, 
     and that copy."""
     from dgcnet.engine.evaluate import evaluate
 
-    plain = build_model(model.arch, model.num_classes)
+    plain = build_model(model.arch, model.num_classes, info=model.info)
     plain.load_state_dict(model.state_dict())
     result = evaluate(plain, dataset, mode=config.val.mode, tile=config.val.tile, device=device,
                       amp=config.train.amp, workers=workers, progress=False)
@@ -364,9 +364,9 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
                                           classes=classes, rgb=cfg_data.rgb)
 
     # Model: starting weights, then synchronised BN, then the optimizer over the final parameters.
-    model = build_model(cfg_model.arch, cfg_model.num_classes)
-    model.rgb = cfg_data.rgb
-    model.class_names = classes.names
+    # The model's facts (classes, normalisation, crop) travel in every checkpoint.
+    model = build_model(cfg_model.arch, cfg_model.num_classes, info=classes_info(
+        cfg_model.arch, classes, rgb=cfg_data.rgb, crop_size=cfg_data.input_size))
     for module in model.dsn.modules():
         if isinstance(module, nn.Dropout2d):
             module.p = cfg_model.aux_dropout
@@ -443,7 +443,7 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
         if env.is_main:
             ckpt.save_checkpoint({
                 "format": ckpt.FORMAT, "model": model.state_dict(), "arch": model.arch,
-                "num_classes": model.num_classes, "class_names": list(model.class_names), "rgb": model.rgb,
+                "num_classes": model.num_classes, "info": model.info.to_dict(),
                 "config": config_to_dict(config), "iteration": iteration, "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "rng": {"world_size": env.world_size, "ranks": rngs}, "best_miou": best_miou,

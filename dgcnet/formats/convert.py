@@ -5,7 +5,8 @@ Formats, recognised from the file content (never the extension):
   backbone with ``fc.*``), loaded with ``weights_only=True``.
 - ``dgcnet-train``: our training checkpoint (``{"format": "dgcnet-train-v1", "model": ...}``).
 - ``dgcnet`` / ``safetensors``: safetensors with PyTorch names; ``dgcnet`` also carries the
-  metadata (arch, num_classes, class_names, rgb, normalisation) that makes it self-describing.
+  model's facts (:class:`dgcnet.models.ModelInfo`: arch, classes, normalisation, training crop,
+  evaluation tile) as metadata, which makes it self-describing.
 - ``mindspore``: a MindSpore ``.ckpt`` with the port's names (bare or with train.py's ``net.``).
 """
 from __future__ import annotations
@@ -26,11 +27,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
-from dgcnet.data.transforms import BGR_MEAN, IMAGENET_MEAN, IMAGENET_STD
 from dgcnet.errors import DgcnetError
 from dgcnet.io import atomic_write
 from dgcnet.formats import mindspore
-from dgcnet.models import DGCNet, build_model, list_models
+from dgcnet.models import DGCNet, ModelInfo, build_model, default_info, list_models
 
 TARGETS = ("dgcnet", "safetensors", "mindspore", "pth")
 TRAIN_FORMAT = "dgcnet-train-v1"
@@ -53,8 +53,7 @@ class Weights:
     source_format: str
     arch: str | None = None
     num_classes: int | None = None
-    class_names: tuple[str, ...] | None = None
-    rgb: bool | None = None
+    info: ModelInfo | None = None  # None: the file records no facts (the authors', MindSpore, plain files)
     skipped: Counter = field(default_factory=Counter)  # kind -> number of entries left out
 
 
@@ -167,15 +166,19 @@ def _from_train_checkpoint(path: Path, ckpt: dict) -> Weights:
     from dgcnet.engine.checkpoint import check_train_state
 
     check_train_state(ckpt, path, resume=False)
-    model = ckpt["model"]
-    weights = Weights(dict(model), "dgcnet-train", arch=ckpt.get("arch"), num_classes=ckpt.get("num_classes"),
-                      rgb=ckpt.get("rgb"))
-    if ckpt.get("class_names") is not None:
-        weights.class_names = tuple(ckpt["class_names"])
+    weights = Weights(dict(ckpt["model"]), "dgcnet-train", arch=ckpt.get("arch"), num_classes=ckpt.get("num_classes"))
+    values = ckpt.get("info")
+    if not isinstance(values, dict) and ckpt.get("class_names") is not None:
+        # Written before checkpoints carried "info": the facts it does record, crop from its config.
+        config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+        values = {"arch": ckpt.get("arch"), "num_classes": ckpt.get("num_classes"), "class_names": ckpt["class_names"],
+                  "rgb": ckpt.get("rgb"), "crop_size": (config.get("data") or {}).get("input_size")}
+    if isinstance(values, dict):
+        weights.info, _ = ModelInfo.from_values(values, str(path))
     optimizer = _count_tensors(ckpt.get("optimizer")) + _count_tensors(ckpt.get("scaler"))
     if optimizer:
         weights.skipped["optimizer state"] = optimizer
-    extras = [k for k in ckpt if k not in ("format", "model", "arch", "num_classes", "class_names", "rgb",
+    extras = [k for k in ckpt if k not in ("format", "model", "arch", "num_classes", "info", "class_names", "rgb",
                                          "optimizer", "scaler")]
     if extras:
         weights.skipped["training state (" + ", ".join(extras) + ")"] = len(extras)
@@ -198,12 +201,12 @@ def _read_safetensors(path: Path) -> Weights:
     metadata = header.get("__metadata__") or {}
     if metadata.get("format") != RELEASE_FORMAT:
         return Weights(tensors, "safetensors")
-    try:
-        return Weights(tensors, "dgcnet", arch=metadata["arch"], num_classes=int(metadata["num_classes"]),
-                       class_names=tuple(json.loads(metadata["class_names"])),
-                       rgb={"true": True, "false": False}[metadata["rgb"]])
-    except (KeyError, ValueError, TypeError) as error:
-        raise DgcnetError(f"{path}: dgcnet safetensors file with bad metadata ({error})") from None
+    info, missing = ModelInfo.from_metadata(metadata, str(path))
+    if "rgb" in missing:
+        raise DgcnetError(f"{path}: dgcnet safetensors file with bad metadata (no 'rgb')")
+    if missing:  # written by an older version: the rest are the published recipe's
+        warnings.warn(f"{path}: records no {', '.join(missing)}: using the published recipe's", stacklevel=3)
+    return Weights(tensors, "dgcnet", arch=info.arch, num_classes=info.num_classes, info=info)
 
 
 def from_mindspore_names(entries: Mapping[str, torch.Tensor | str], source: str = "mindspore") -> Weights:
@@ -355,19 +358,13 @@ def to_mindspore_names(state_dict: dict[str, torch.Tensor], conv1d: set[str],
     return out, dropped
 
 
-def release_metadata(arch: str, num_classes: int, class_names: tuple[str, ...], rgb: bool) -> dict[str, str]:
-    """The metadata of a released ``dgcnet`` safetensors file (all values are strings).
-
-    ``mean``/``std`` describe the input normalisation on the 0..255 scale: the model takes
-    ``(pixel - mean) / std`` per channel, channels RGB when ``rgb`` is true, else BGR.
+def release_metadata(info: ModelInfo) -> dict[str, str]:
+    """The metadata of a released ``dgcnet`` safetensors file (all values are strings): the
+    model's facts (:meth:`ModelInfo.to_metadata`). ``mean``/``std`` describe the input
+    normalisation on the 0..255 scale: the model takes ``(pixel - mean) / std`` per channel,
+    in the order ``channels`` says (RGB or BGR).
     """
-    if rgb:
-        mean, std = [round(m * 255.0, 6) for m in IMAGENET_MEAN], [round(s * 255.0, 6) for s in IMAGENET_STD]
-    else:
-        mean, std = list(BGR_MEAN), [1.0, 1.0, 1.0]
-    return {"format": RELEASE_FORMAT, "arch": arch, "num_classes": str(num_classes),
-            "class_names": json.dumps(list(class_names)), "rgb": "true" if rgb else "false",
-            "channels": "RGB" if rgb else "BGR", "mean": json.dumps(mean), "std": json.dumps(std)}
+    return {"format": RELEASE_FORMAT, **info.to_metadata()}
 
 
 # torch dtype -> safetensors dtype name
@@ -398,9 +395,23 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path, met
             f.write(tensors[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
-def write_weights(state_dict: dict[str, torch.Tensor], dst: str | Path, to: str, *, arch: str,
-                  num_classes: int, class_names: tuple[str, ...], rgb: bool, prefix: str = "",
-                  crc: bool = False) -> tuple[int, Counter]:
+def model_info(weights: Weights, path: str | Path) -> ModelInfo:
+    """The facts a file records, or, for files that record none (the authors' .pth, MindSpore,
+    plain safetensors), the published Cityscapes ones, said once (a warning)."""
+    if weights.info is not None:
+        if (weights.info.arch, weights.info.num_classes) != (weights.arch, weights.num_classes):
+            raise DgcnetError(f"{path}: the file describes {weights.info.arch} with {weights.info.num_classes} "
+                              f"classes but holds {weights.arch} with {weights.num_classes}")
+        return weights.info
+    info = default_info(weights.arch, weights.num_classes)
+    what = ("the published Cityscapes ones (RGB normalisation, crop 832, tile 832 at stride 555)"
+            if weights.num_classes == 19 else "RGB normalisation, crop 832, classes named class_<i>")
+    warnings.warn(f"{path}: records no classes, normalisation or training crop: using {what}", stacklevel=3)
+    return info
+
+
+def write_weights(state_dict: dict[str, torch.Tensor], dst: str | Path, to: str, *, info: ModelInfo,
+                  prefix: str = "", crc: bool = False) -> tuple[int, Counter]:
     """Write ``state_dict`` (PyTorch names) as ``to``; returns how many tensors were written and
     the entries the format has no place for."""
     dst = Path(dst)
@@ -409,7 +420,7 @@ def write_weights(state_dict: dict[str, torch.Tensor], dst: str | Path, to: str,
     dropped: Counter = Counter()
     written = len(state_dict)
     if to == "mindspore":
-        tensors, n = to_mindspore_names(state_dict, _conv1d_weights(_meta_model(arch, num_classes)), prefix)
+        tensors, n = to_mindspore_names(state_dict, _conv1d_weights(_meta_model(info.arch, info.num_classes)), prefix)
         if n:
             dropped["num_batches_tracked"] = n
         mindspore.write_checkpoint(dst, tensors, crc=crc)
@@ -418,7 +429,7 @@ def write_weights(state_dict: dict[str, torch.Tensor], dst: str | Path, to: str,
         with atomic_write(dst) as f:  # a failure leaves no partial file
             torch.save(state_dict, f)
     else:
-        metadata = release_metadata(arch, num_classes, class_names, rgb) if to == "dgcnet" else {"format": "pt"}
+        metadata = release_metadata(info) if to == "dgcnet" else {"format": "pt"}
         write_safetensors(state_dict, dst, metadata)
     return written, dropped
 
@@ -437,14 +448,11 @@ def convert(src: str | Path, dst: str | Path, to: str = "dgcnet", *, arch: str |
     if to == "dgcnet" and report.missing:
         raise DgcnetError(f"{src}: --to dgcnet needs a complete model, missing {summarize_names(report.missing)}; "
                           f"use --to safetensors, pth or mindspore for partial weights")
-    names = weights.class_names or _meta_model(report.arch, report.num_classes).class_names
-    if len(names) != report.num_classes:  # a release file must describe its own output
-        raise DgcnetError(f"{src}: {len(names)} class names for {report.num_classes} classes")
-    rgb = True if weights.rgb is None else weights.rgb
+    # Only a dgcnet file records the facts; other formats need just the architecture.
+    info = model_info(weights, src) if to == "dgcnet" else weights.info or default_info(report.arch, report.num_classes)
     if to == "mindspore":  # counters added by fit_to_model are not dropped from the source
         dropped_counters = report.added.pop("num_batches_tracked (0)", 0)
-    written, dropped = write_weights(state_dict, dst, to, arch=report.arch, num_classes=report.num_classes,
-                                     class_names=names, rgb=rgb, prefix=prefix, crc=crc)
+    written, dropped = write_weights(state_dict, dst, to, info=info, prefix=prefix, crc=crc)
     if to == "mindspore":
         dropped["num_batches_tracked"] -= dropped_counters
     report.skipped.update(+dropped)

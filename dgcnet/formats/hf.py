@@ -63,6 +63,10 @@ def hf_config(metadata: dict[str, str], *, crop: tuple[int, int] | None = None) 
 
     names = json.loads(metadata["class_names"])
     colors = CITYSCAPES.colors if tuple(names) == CITYSCAPES.names else default_colors(len(names))
+    if "palette" in metadata:  # files that record the model's own colours and crop (ModelInfo)
+        colors = json.loads(metadata["palette"])
+    if crop is None and "crop_size" in metadata:
+        crop = tuple(json.loads(metadata["crop_size"]))
     return {
         "library_name": "dgcnet", "model_type": "dgcnet", "format": metadata["format"],
         "arch": metadata["arch"], "num_classes": int(metadata["num_classes"]),

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from dgcnet.errors import DgcnetError
-from dgcnet.formats.convert import summarize_names, fit_to_model, read_weights
+from dgcnet.formats.convert import fit_to_model, model_info, read_weights, summarize_names
 from dgcnet.formats.download import resolve_weights
 from dgcnet.models import DGCNet, build_model, list_models
 
@@ -20,9 +20,10 @@ def load_model(path_or_arch: str | Path, device: str | torch.device = "cpu",
     training checkpoint, the authors' .pth, MindSpore .ckpt), an http(s) URL of one (downloaded
     once into the torch hub cache; ``#sha256=HEX`` pins it), a folder written by ``dgcnet
     convert W DIR --to hf`` or ``hf://OWNER/NAME`` (needs huggingface_hub), or an architecture name, which
-    gives randomly initialised weights (with a warning). ``class_names`` and ``rgb`` come from
-    the file when it records them. A backbone-only file (ImageNet init) loads with a warning
-    that the heads are random; ``num_classes`` then sets the head size.
+    gives randomly initialised weights (with a warning). ``model.info`` holds the facts the file
+    records (classes, normalisation, training crop, evaluation tile); files that record none
+    get the published Cityscapes ones, with a warning. A backbone-only file (ImageNet init)
+    loads with a warning that the heads are random; ``num_classes`` then sets the head size.
     """
     if isinstance(path_or_arch, str) and path_or_arch in list_models() and not Path(path_or_arch).exists():
         warnings.warn(f"{path_or_arch}: no weights file given, the model has random weights", stacklevel=2)
@@ -38,12 +39,6 @@ def load_model(path_or_arch: str | Path, device: str | torch.device = "cpu",
     if report.missing:
         warnings.warn(f"{path}: {summarize_names(report.missing)} not in the file, left randomly initialised",
                       stacklevel=2)
-    model = build_model(report.arch, report.num_classes)
+    model = build_model(report.arch, report.num_classes, info=model_info(weights, path))
     model.load_state_dict(state_dict, strict=not report.missing)
-    if weights.class_names is not None:
-        if len(weights.class_names) != report.num_classes:
-            raise DgcnetError(f"{path}: {len(weights.class_names)} class names for {report.num_classes} classes")
-        model.class_names = tuple(weights.class_names)
-    if weights.rgb is not None:
-        model.rgb = weights.rgb
     return model.to(device).eval()

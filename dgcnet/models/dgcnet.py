@@ -6,8 +6,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from dgcnet.data.labels import CITYSCAPES
 from dgcnet.models.dualgcn import DualGCNHead
+from dgcnet.models.info import ModelInfo
 from dgcnet.models.resnet import BasicBlock, Bottleneck, ResNetBackbone
 
 
@@ -16,17 +16,14 @@ class DGCNet(ResNetBackbone):
     and ``dsn``, so the state dict has the reference model's names.
 
     Eval mode returns stride-8 logits; train mode returns ``(logits, aux_logits)``.
+    ``info`` says what the logits mean and how to feed and run the model (:class:`ModelInfo`).
     """
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int],
-                 num_classes: int = 19, head_channels: int = 512, arch: str = "") -> None:
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int], info: ModelInfo,
+                 head_channels: int = 512) -> None:
         super().__init__(block, layers)
-        self.arch = arch
-        self.num_classes = num_classes
-        # What the logits mean and how inputs are normalised; weight loaders overwrite these.
-        self.class_names: tuple[str, ...] = (
-            CITYSCAPES.names if num_classes == 19 else tuple(f"class_{i}" for i in range(num_classes)))
-        self.rgb = True
+        self.info = info
+        num_classes = info.num_classes
         self.head = DualGCNHead(self.out_channels, head_channels, num_classes)
         self.dsn = nn.Sequential(
             nn.Conv2d(self.layer3_channels, 512, 3, padding=1),
@@ -34,6 +31,14 @@ class DGCNet(ResNetBackbone):
             nn.Dropout2d(0.1),
             nn.Conv2d(512, num_classes, 1),
         )
+
+    @property
+    def arch(self) -> str:
+        return self.info.arch
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         c3, c4 = super().forward(x)

@@ -80,14 +80,17 @@ def hand_sliding(image: np.ndarray, tile: int, ys: list[int], xs: list[int]) -> 
 
 @pytest.mark.parametrize("height, width, ys, xs", [
     (97, 161, [0, 32], [0, 44, 88, 96]),  # overlapping tiles, last ones shifted back inside
-    (40, 50, [0], [0]),                   # smaller than the tile: padded with 0, cropped back
-    (40, 161, [0], [0, 44, 88, 96]),      # smaller in one dimension only
+    (40, 50, None, None),                 # smaller than the tile in both directions: whole, no padding
+    (65, 65, [0], [0]),                   # exactly one tile
+    (40, 161, [0], [0, 44, 88, 96]),      # smaller in one dimension only: padded with 0, cropped back
 ])
 @pytest.mark.parametrize("batch_tiles", [1, 3, 64])
 def test_sliding_window_equals_hand_computation(height, width, ys, xs, batch_tiles):
     image = torch.randn(3, height, width, generator=torch.Generator().manual_seed(height + width))
     got = infer_logits(Stride8Probe(), image, tile=65, stride=44, batch_tiles=batch_tiles)
-    expected = hand_sliding(image.double().numpy(), 65, ys, xs)
+    x = image.double().numpy()
+    expected = (upsample_align_corners(probe_numpy(x), height, width) if ys is None
+                else hand_sliding(x, 65, ys, xs))
     assert got.dtype == torch.float32 and got.shape == (5, height, width)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-5)
 
@@ -121,11 +124,11 @@ def test_multi_scale_sums_logits_resized_to_the_image():
 def test_bad_arguments():
     image = torch.zeros(3, 16, 16)
     with pytest.raises(ValueError, match="mode"):
-        infer_logits(Stride8Probe(), image, mode="tiles")
+        infer_logits(Stride8Probe(), image, mode="tiles", tile=8)
     with pytest.raises(ValueError, match="scales"):
-        infer_logits(Stride8Probe(), image, scales=(0.0,))
+        infer_logits(Stride8Probe(), image, scales=(0.0,), tile=8)
     with pytest.raises(ValueError, match="amp"):
-        infer_logits(Stride8Probe(), image, amp="fp8")
+        infer_logits(Stride8Probe(), image, amp="fp8", tile=8)
 
 
 @pytest.fixture(scope="module")

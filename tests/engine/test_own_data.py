@@ -55,7 +55,8 @@ def test_train_eval_predict_with_a_class_file(pets: Path, capsys):
                  "--num_steps", "2", "--save_dir", str(run), "--device", "cpu", "--workers", "0",
                  "--ohem_keep", "100", "--log-every", "1"]) == 0
     checkpoint = run / "checkpoint_0000002.pt"
-    assert torch.load(checkpoint, weights_only=True)["class_names"] == ["background", "cat", "dog"]
+    info = torch.load(checkpoint, weights_only=True)["info"]
+    assert info["class_names"] == ["background", "cat", "dog"] and info["crop_size"] == [65, 65]
 
     out = pets / "eval"
     assert main(["eval", "--data-dir", str(pets), "--data-list", str(pets / "list.txt"), "--restore-from",

@@ -29,17 +29,61 @@ def random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
 def test_predict_api_accepts_path_pil_and_array(model, tmp_path):
     image = random_rgb(37, 45)
     Image.fromarray(image).save(tmp_path / "x.png")
-    from_array = dgcnet.predict(model, image, mode="whole")
+    from_array = dgcnet.predict(model, image, mode="whole", fast=False)
     assert from_array.shape == (37, 45) and from_array.dtype == np.uint8 and from_array.max() < 19
-    np.testing.assert_array_equal(dgcnet.predict(model, tmp_path / "x.png", mode="whole"), from_array)
-    np.testing.assert_array_equal(dgcnet.predict(model, str(tmp_path / "x.png"), mode="whole"), from_array)
-    np.testing.assert_array_equal(dgcnet.predict(model, Image.fromarray(image), mode="whole"), from_array)
+    np.testing.assert_array_equal(dgcnet.predict(model, tmp_path / "x.png", mode="whole", fast=False), from_array)
+    np.testing.assert_array_equal(dgcnet.predict(model, str(tmp_path / "x.png"), mode="whole", fast=False),
+                                  from_array)
+    np.testing.assert_array_equal(dgcnet.predict(model, Image.fromarray(image), mode="whole", fast=False),
+                                  from_array)
     # The argmax of the logits, computed here without the predict code path.
     from dgcnet.data.transforms import normalize
     with torch.no_grad():
         logits = torch.nn.functional.interpolate(model(normalize(image)[None]), size=(37, 45), mode="bilinear",
                                                  align_corners=True)
     np.testing.assert_array_equal(from_array, logits[0].argmax(0).numpy())
+
+
+def test_predict_api_outputs_lists_and_batches(model, tmp_path):
+    images = [random_rgb(37, 45, 1), random_rgb(40, 44, 2)]
+    Image.fromarray(images[1]).save(tmp_path / "b.png")
+    train_ids = dgcnet.predict(model, [images[0], tmp_path / "b.png"])
+    assert [t.shape for t in train_ids] == [(37, 45), (40, 44)]
+    label_ids = dgcnet.predict(model, images[0], "label_ids")
+    np.testing.assert_array_equal(label_ids, dgcnet.CITYSCAPES.train_to_ids(train_ids[0]))
+    assert label_ids.min() >= 7  # labelIds: road is 7
+    color = dgcnet.predict(model, images[0], "color")
+    np.testing.assert_array_equal(color, dgcnet.CITYSCAPES.colorize(train_ids[0]))
+    probs = dgcnet.predict(model, images[0], "probs")
+    assert probs.shape == (19, 37, 45) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
+    np.testing.assert_array_equal(probs.argmax(0), train_ids[0])
+    batch = np.stack([images[0], random_rgb(37, 45, 3)])
+    stacked = dgcnet.predict(model, batch)
+    assert stacked.shape == (2, 37, 45) and stacked.dtype == np.uint8
+    np.testing.assert_array_equal(stacked[0], train_ids[0])
+    with pytest.raises(DgcnetError, match="unknown output 'logits'"):
+        dgcnet.predict(model, images[0], "logits")
+
+
+def test_predict_runs_the_fast_copy_made_once(monkeypatch):
+    from dgcnet.engine import predict as predict_module
+
+    model = calibrated_r18()  # no copy made yet
+    made = []
+    real = predict_module.optimize_for_inference
+    monkeypatch.setattr(predict_module, "optimize_for_inference", lambda m: made.append(1) or real(m))
+    image = random_rgb(33, 47)
+    first = dgcnet.predict(model, image, mode="whole")
+    dgcnet.predict(model, image, mode="whole")
+    assert made == [1] and not model.training
+    # Same labels as the plain model (the fast copy equals it within 1e-4 relative).
+    assert (first == dgcnet.predict(model, image, mode="whole", fast=False)).mean() >= 0.999
+    # Changed weights make a new copy: the predictions follow the weights.
+    with torch.no_grad():
+        model.head.bottleneck[3].weight.zero_()
+        model.head.bottleneck[3].bias.zero_()[5] = 1
+    assert (dgcnet.predict(model, image, mode="whole") == 5).all() and made == [1, 1]
 
 
 def test_predict_api_rejects_other_arrays(model):
@@ -126,3 +170,14 @@ def test_predict_command_with_a_glob_and_nothing_found(checkpoint, tmp_path, cap
     assert main(["predict", str(tmp_path / "*.jpg"), "--restore-from", str(checkpoint),
                  "--output-dir", str(out)]) == 1
     assert "no file matches" in capsys.readouterr().err
+
+
+def test_readme_example_runs(capsys):
+    from pathlib import Path
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = re.search(r"A runnable example.*?```python\n(.*?)```", readme, re.S).group(1)
+    with pytest.warns(UserWarning, match="random weights"):
+        exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines()[-1] == "[(64, 96), (48, 80)] (64, 96) (2, 19, 64, 96)"

@@ -78,7 +78,10 @@ def test_short_run_writes_checkpoints_config_metrics_and_log(data_list, tmp_path
     assert result.checkpoint == run / "checkpoint_0000002.pt"
     state = torch.load(result.checkpoint, map_location="cpu", weights_only=True)
     assert state["format"] == FORMAT and state["iteration"] == 2 and state["arch"] == "dgcnet_r18"
-    assert state["num_classes"] == 19 and len(state["class_names"]) == 19 and state["rgb"] is True
+    assert state["num_classes"] == 19 and len(state["info"]["class_names"]) == 19 and state["info"]["rgb"] is True
+    # The facts the model was trained with: eval defaults to its crop as the tile.
+    assert state["info"]["crop_size"] == list(config.data.input_size)
+    assert state["info"]["tile"] == max(config.data.input_size)
     assert state["config"] == config_to_dict(config) and state["scaler"] is None
     assert set(state["rng"]["ranks"][0]) == {"torch", "cuda", "numpy", "python"}
     assert len(state["optimizer"]["param_groups"]) == 1

@@ -124,7 +124,9 @@ def test_training_checkpoint_keeps_metadata_and_skips_optimizer(tmp_path, r18_st
     assert report.skipped["optimizer state"] == len(head)  # one momentum buffer per parameter
     assert report.source_format == "dgcnet-train" and report.converted == len(model.state_dict())
     weights = read_weights(tmp_path / "released.safetensors")
-    assert weights.class_names == tuple(names) and weights.rgb is False and weights.arch == "dgcnet_r18"
+    assert weights.info.class_names == tuple(names) and weights.info.rgb is False and weights.arch == "dgcnet_r18"
+    # A checkpoint written before "info" existed: the crop comes from its config, the rest published.
+    assert weights.info.crop_size == (832, 832) and weights.info.stride == 555
 
 
 def test_shape_mismatch_fails_and_writes_nothing(tmp_path, r18_state):

@@ -11,6 +11,7 @@ from dgcnet.errors import DgcnetError
 from dgcnet.formats.convert import read_weights
 from dgcnet.formats.mindspore import encode_checkpoint, parse_checkpoint
 from dgcnet.formats.convert import write_weights
+from dgcnet.models import default_info
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -70,8 +71,8 @@ def test_ckpt_forged_varints(data):
 @pytest.fixture(scope="module")
 def safetensors_bytes(tmp_path_factory) -> bytes:
     path = tmp_path_factory.mktemp("st") / "w.safetensors"
-    write_weights({"layer3.0.conv1.weight": torch.randn(3, 2)}, path, "safetensors", arch="dgcnet_r18",
-                  num_classes=19, class_names=(), rgb=True)
+    write_weights({"layer3.0.conv1.weight": torch.randn(3, 2)}, path, "safetensors",
+                  info=default_info("dgcnet_r18"))
     return path.read_bytes()
 
 

@@ -1,5 +1,6 @@
 """load_model from every format, torch.hub from a local clone, and refusing pickles that run code."""
 import json
+from dataclasses import replace
 import pickle
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from dgcnet.cli import main
 from dgcnet.errors import DgcnetError
 from dgcnet.data.transforms import normalize
 from dgcnet.formats.convert import convert, release_metadata, write_weights
+from dgcnet.models import default_info
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,7 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 def released(tmp_path_factory, r18_state) -> Path:
     path = tmp_path_factory.mktemp("released") / "r18.safetensors"
     names = tuple(f"thing{i}" for i in range(19))
-    write_weights(r18_state, path, "dgcnet", arch="dgcnet_r18", num_classes=19, class_names=names, rgb=False)
+    info = replace(default_info("dgcnet_r18"), class_names=names, rgb=False, crop_size=(65, 97), tile=97, stride=65)
+    write_weights(r18_state, path, "dgcnet", info=info)
     return path
 
 
@@ -36,7 +39,8 @@ def _assert_same_weights(model, state, counters_kept=True):
 def test_released_file_alone_gives_the_model(released, r18_state):
     model = dgcnet.load_model(released)
     assert model.arch == "dgcnet_r18" and not model.training
-    assert model.class_names == tuple(f"thing{i}" for i in range(19)) and model.rgb is False
+    assert model.info.class_names == tuple(f"thing{i}" for i in range(19)) and model.info.rgb is False
+    assert (model.info.crop_size, model.info.tile, model.info.stride) == ((65, 97), 97, 65)
     _assert_same_weights(model, r18_state)
 
 
@@ -44,8 +48,14 @@ def test_released_file_alone_gives_the_model(released, r18_state):
 def test_other_formats_load(tmp_path, r18_pth, r18_state, to):
     path = tmp_path / f"w.{to}"
     convert(r18_pth, path, to, prefix="net." if to == "mindspore" else "")
-    model = dgcnet.load_model(str(path))
-    assert model.arch == "dgcnet_r18" and not model.training and model.rgb is True
+    # The authors' and the MindSpore files record no facts: the published ones, said once.
+    with pytest.warns(UserWarning) as caught:
+        model = dgcnet.load_model(str(path))
+    assert [str(w.message) for w in caught] == [
+        f"{path}: records no classes, normalisation or training crop: using the published Cityscapes ones "
+        f"(RGB normalisation, crop 832, tile 832 at stride 555)"]
+    assert model.arch == "dgcnet_r18" and not model.training and model.info == default_info("dgcnet_r18")
+    assert (model.info.tile, model.info.stride, model.info.label_ids[0]) == (832, 555, 7)
     _assert_same_weights(model, r18_state, counters_kept=to == "pth")
 
 
@@ -74,7 +84,7 @@ def test_backbone_only_loads_with_random_heads(tmp_path, r18_state):
 
 def test_torch_hub_local_clone(released, r18_state):
     model = torch.hub.load(str(REPO), "dgcnet_r18", source="local", weights=str(released))
-    assert not model.training and model.class_names[0] == "thing0"
+    assert not model.training and model.info.class_names[0] == "thing0"
     _assert_same_weights(model, r18_state)
     hubconf = torch.hub._import_module("hubconf", str(REPO / "hubconf.py"))
     assert all(callable(getattr(hubconf, arch)) for arch in dgcnet.list_models())
@@ -112,7 +122,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path, capsys, container):
 
 @pytest.mark.parametrize("rgb", [True, False])
 def test_metadata_describes_the_normalisation(tmp_path, rgb):
-    metadata = release_metadata("dgcnet_r18", 19, tuple(str(i) for i in range(19)), rgb)
+    metadata = release_metadata(replace(default_info("dgcnet_r18"), rgb=rgb))
     image = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
     pixels = image[:, :, ::-1] if metadata["channels"] == "BGR" else image
     mean, std = np.array(json.loads(metadata["mean"])), np.array(json.loads(metadata["std"]))

@@ -1,0 +1,163 @@
+"""CPU inference of one model by dgcnet and by the runtimes a deploying user would pick instead.
+
+    pip install -e ".[bench]"          # onnxruntime and openvino
+    python benchmarks/deploy_runtimes.py --arch dgcnet_r101 --size 512x1024 --threads 2
+    python benchmarks/deploy_runtimes.py --arch dgcnet_r18 --size 832x832 --weights run/final.pt
+
+Variants, each running the whole image once per round on the same synthetic street scene, all
+fed the same normalised float32 NCHW input and giving stride-8 logits:
+  eager          the model as built, NCHW, fp32, under torch.no_grad()  (the baseline)
+  fast fp32      optimize_for_inference(model): what `dgcnet eval`/`predict` and dgcnet.predict run
+  fast bf16      the same under torch.autocast("cpu", torch.bfloat16)
+  onnxruntime    our plain ONNX export (`dgcnet export --onnx`), CPU provider, fp32
+  openvino f32   the same ONNX file, OpenVINO CPU plugin with INFERENCE_PRECISION_HINT f32
+  openvino       the same, OpenVINO's default precision (bf16 on CPUs with bf16 support)
+
+A runtime that is not installed is left out with a note. Every variant gets --threads threads.
+Variants alternate within each round, so load from other processes hits all alike; the table
+gives the median and fastest round. Accuracy against eager: fp32 logits (max abs difference over
+the largest logit), and the share of pixels whose argmax (logits upsampled to the image) equals
+eager's. Without --weights the model has random weights with BatchNorm statistics averaged over
+random batches; give trained weights for accuracy figures that mean something.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dgcnet.benchmark import calibrate_batchnorm, device_name  # noqa: E402
+from dgcnet.cli.common import image_size  # noqa: E402
+from dgcnet.data.synth import synth_scene  # noqa: E402
+from dgcnet.data.transforms import normalize  # noqa: E402
+from dgcnet.engine.fast import optimize_for_inference  # noqa: E402
+from dgcnet.formats.load import load_model  # noqa: E402
+from dgcnet.formats.onnx import export_onnx  # noqa: E402
+from dgcnet.models import build_model, list_models  # noqa: E402
+
+
+def torch_runner(net: torch.nn.Module, bf16: bool) -> Callable[[np.ndarray], np.ndarray]:
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+            return net(torch.from_numpy(x)).float().numpy()
+    return run
+
+
+def onnxruntime_runner(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"image": x})[0]
+
+
+def openvino_runner(path: Path, threads: int, precision: str | None) -> Callable[[np.ndarray], np.ndarray]:
+    import openvino
+
+    config = {"INFERENCE_NUM_THREADS": threads}
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = openvino.Core().compile_model(str(path), "CPU", config)
+    request = compiled.create_infer_request()
+    return lambda x: np.asarray(request.infer({0: x})[0], dtype=np.float32)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="dgcnet_r101", choices=list_models())
+    parser.add_argument("--size", type=image_size, default=(512, 1024), help="image size HxW (default: 512x1024)")
+    parser.add_argument("--weights", default=None, help="weights file (default: random, calibrated BatchNorm)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (default: 5)")
+    parser.add_argument("--threads", type=int, default=2, help="threads of every variant (default: 2)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    if args.weights:
+        model, weights = load_model(args.weights), args.weights
+    else:
+        torch.manual_seed(0)
+        model = calibrate_batchnorm(build_model(args.arch), (args.size[0] // 2, args.size[1] // 2))
+        weights = "random, BatchNorm statistics averaged over 2 random batches"
+    image_np, _ = synth_scene(np.random.default_rng(0), *args.size)
+    x = normalize(image_np, model.info.rgb)[None].numpy()
+
+    variants: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "eager fp32": torch_runner(model.eval(), False),
+        "dgcnet fast fp32": torch_runner(optimize_for_inference(model), False),
+        "dgcnet fast bf16": torch_runner(optimize_for_inference(model), True),
+    }
+    notes = []
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_path = Path(folder) / "model.onnx"
+        export_onnx(model, onnx_path, args.size)
+        versions = {"torch": torch.__version__}
+        try:
+            import onnxruntime
+            variants["onnxruntime fp32"] = onnxruntime_runner(onnx_path, args.threads)
+            versions["onnxruntime"] = onnxruntime.__version__
+        except ImportError:
+            notes.append("onnxruntime is not installed: left out (pip install -e '.[bench]')")
+        try:
+            import openvino
+            variants["openvino f32"] = openvino_runner(onnx_path, args.threads, "f32")
+            variants["openvino default"] = openvino_runner(onnx_path, args.threads, None)
+            versions["openvino"] = openvino.__version__
+        except ImportError:
+            notes.append("openvino is not installed: left out (pip install -e '.[bench]')")
+
+        outputs, first = {}, {}
+        for name, run in variants.items():  # warm-up round (primitive creation, graph compilation)
+            start = time.perf_counter()
+            outputs[name] = run(x)
+            first[name] = time.perf_counter() - start
+        load_before = os.getloadavg()
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.rounds):
+            for name, run in variants.items():
+                start = time.perf_counter()
+                run(x)
+                times[name].append(time.perf_counter() - start)
+        load_after = os.getloadavg()
+
+    def full_argmax(logits: np.ndarray) -> torch.Tensor:
+        return F.interpolate(torch.from_numpy(logits), size=args.size, mode="bilinear", align_corners=True).argmax(1)
+
+    reference = outputs["eager fp32"]
+    reference_argmax = full_argmax(reference)
+    h, w = args.size
+    print(f"{args.arch} whole image {h}x{w}, weights: {weights}")
+    print(f"{device_name(torch.device('cpu'))}, {os.cpu_count()} cores, {args.threads} threads per variant, "
+          f"{', '.join(f'{k} {v}' for k, v in versions.items())}, python {platform.python_version()}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load_before[0]:.1f} -> "
+          f"{load_after[0]:.1f}")
+    for note in notes:
+        print(f"note: {note}")
+    print(f"{args.rounds} rounds after one warm-up round, variants alternating within each round\n")
+    print("| variant | median s | fastest s | eager / variant (median) | max logit difference | argmax agreement |")
+    print("|---|---|---|---|---|---|")
+    for name in variants:
+        out = outputs[name]
+        error = float(np.abs(out - reference).max() / np.abs(reference).max())
+        agreement = float((full_argmax(out) == reference_argmax).double().mean())
+        median = statistics.median(times[name])
+        print(f"| {name} | {median:.3f} | {min(times[name]):.3f} | "
+              f"{statistics.median(times['eager fp32']) / median:.2f}x | {error:.1e} | {100 * agreement:.3f}% |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
