@@ -286,8 +286,8 @@ def test_nonfinite_loss_in_a_row_stops_with_a_clear_error(data_list, tmp_path, m
 def test_one_nonfinite_step_is_skipped_and_undone(data_list, tmp_path, monkeypatch):
     # The second forward pass produces NaN inside the network: its BN statistics updates must be
     # undone and the step skipped, so the state after iteration 2 equals the state after 1.
-    def build_with_nan_on_second_call(arch, num_classes):
-        model = build_model(arch, num_classes)
+    def build_with_nan_on_second_call(arch, num_classes, **kwargs):
+        model = build_model(arch, num_classes, **kwargs)
         calls = []
 
         def poison(module, inputs, output):
