@@ -1,6 +1,7 @@
 """Weights by URL from a server on 127.0.0.1 that the test starts: downloaded once into the torch
 hub cache (redirected to a temporary folder), resumed after a cut, pinned by SHA-256."""
 import hashlib
+from dataclasses import replace
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,7 +14,7 @@ from dgcnet.engine.train import restore_weights
 from dgcnet.errors import DgcnetError
 from dgcnet.formats.convert import write_weights
 from dgcnet.formats.download import cache_path, download
-from dgcnet.models import build_model
+from dgcnet.models import build_model, default_info
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,8 +74,8 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="module")
 def released_bytes(tmp_path_factory, r18_state) -> bytes:
     path = tmp_path_factory.mktemp("w") / "r18.safetensors"
-    write_weights(r18_state, path, "dgcnet", arch="dgcnet_r18", num_classes=19,
-                  class_names=tuple(f"c{i}" for i in range(19)), rgb=True)
+    info = replace(default_info("dgcnet_r18"), class_names=tuple(f"c{i}" for i in range(19)))
+    write_weights(r18_state, path, "dgcnet", info=info)
     return path.read_bytes()
 
 
@@ -90,7 +91,7 @@ def test_load_model_by_url_downloads_once_into_the_hub_cache(server, hub_cache, 
     server.files["/w/r18.safetensors"] = released_bytes
     url = _url(server, "/w/r18.safetensors")
     model = dgcnet.load_model(url)
-    assert model.arch == "dgcnet_r18" and model.class_names[0] == "c0" and _same(model, r18_state)
+    assert model.arch == "dgcnet_r18" and model.info.class_names[0] == "c0" and _same(model, r18_state)
     cached = cache_path(url)
     assert cached.parent == hub_cache and cached.name.endswith("-r18.safetensors")
     assert cached.read_bytes() == released_bytes and sorted(p.name for p in hub_cache.iterdir()) == [cached.name, cached.name + ".lock"]

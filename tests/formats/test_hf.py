@@ -51,7 +51,7 @@ def test_folder_holds_weights_config_and_model_card(hf_folder):
 
 def test_load_model_from_the_folder(hf_folder, r18_state):
     model = dgcnet.load_model(hf_folder)
-    assert model.arch == "dgcnet_r18" and model.class_names == CITYSCAPES.names
+    assert model.arch == "dgcnet_r18" and model.info.class_names == CITYSCAPES.names
     assert all(torch.equal(model.state_dict()[k], v) for k, v in r18_state.items())
 
 
