@@ -118,6 +118,8 @@ class ModelInfo:
             raise DgcnetError(f"{where}: the model description lacks {', '.join(missing)}")
         try:
             names = tuple(str(n) for n in values["class_names"])
+            if len(names) != int(values["num_classes"]):  # a file must describe its own output
+                raise DgcnetError(f"{where}: {len(names)} class names for {values['num_classes']} classes")
             base = classes_info(str(values["arch"]), _classes_for(names), crop_size=PUBLISHED_CROP)
             given = {k: values[k] for k in _FIELDS if values.get(k) is not None}
             if "crop_size" in given and "tile" not in given:

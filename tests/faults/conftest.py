@@ -94,7 +94,7 @@ def release_weights(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("dgcnet_r18", 19)
     path = tmp_path_factory.mktemp("weights") / "r18.safetensors"
-    save_file(model.state_dict(), str(path), metadata=release_metadata("dgcnet_r18", 19, model.class_names, True))
+    save_file(model.state_dict(), str(path), metadata=release_metadata(model.info))
     return path
 
 

@@ -108,8 +108,8 @@ def test_nan_guard_keeps_and_names_the_last_good_checkpoint(tmp_path, monkeypatc
     import dgcnet.engine.train as train_module
     from dgcnet.models import build_model
 
-    def build_with_nan_from_second_call(arch, num_classes):
-        model = build_model(arch, num_classes)
+    def build_with_nan_from_second_call(arch, num_classes, **kwargs):
+        model = build_model(arch, num_classes, **kwargs)
         calls = []
 
         def poison(module, inputs, output):

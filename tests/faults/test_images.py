@@ -79,7 +79,7 @@ def test_predict_cli_max_pixels(tmp_path, monkeypatch, capsys, tiny_model):
 
     weights = tmp_path / "w.safetensors"
     save_file(tiny_model.state_dict(), str(weights),
-              metadata=release_metadata("dgcnet_r18", 19, tiny_model.class_names, True))
+              metadata=release_metadata(tiny_model.info))
     (tmp_path / "a.png").write_bytes(png_bytes(32, 64))
     (tmp_path / "big.png").write_bytes(png_bytes(64, 64))
     monkeypatch.setenv(MAX_PIXELS_ENV, str(MAX_PIXELS))  # restored after the test: main() sets it

@@ -1,5 +1,7 @@
 """Weights files with NaN or infinity, in every format: every loader refuses them with one line
 naming the file and the first bad tensor, and nothing is written."""
+from dataclasses import replace
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -10,6 +12,7 @@ from dgcnet.errors import DgcnetError
 from dgcnet.formats import mindspore
 from dgcnet.formats.convert import convert, read_weights, release_metadata
 from dgcnet.formats.load import load_model
+from dgcnet.models import default_info
 
 
 def _tensors(bad: float) -> dict[str, torch.Tensor]:
@@ -27,7 +30,7 @@ def _safetensors(path, tensors):
 
 
 def _release(path, tensors):
-    save_file(tensors, str(path), metadata=release_metadata("dgcnet_r18", 19, tuple(map(str, range(19))), True))
+    save_file(tensors, str(path), metadata=release_metadata(replace(default_info("dgcnet_r18"), class_names=tuple(map(str, range(19))))))
 
 
 def _train_checkpoint(path, tensors):
@@ -86,7 +89,8 @@ def test_convert_refuses_class_names_that_do_not_match_the_classes(tmp_path, rel
     with safe_open(str(release_weights), "pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     odd = tmp_path / "odd.safetensors"
-    save_file(tensors, str(odd), metadata=release_metadata("dgcnet_r18", 19, ("a", "b"), True))
+    metadata = {**release_metadata(default_info("dgcnet_r18")), "class_names": '["a", "b"]'}
+    save_file(tensors, str(odd), metadata=metadata)
     with pytest.raises(DgcnetError, match=f"{odd}: 2 class names for 19 classes"):
         convert(odd, tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
