@@ -264,8 +264,8 @@ def test_nonfinite_loss_in_a_row_stops_with_a_clear_error(data_list, tmp_path, m
     with pytest.raises(DgcnetError, match="nan.pth: refused: tensor head.bottleneck.3.bias holds 19 non-finite"):
         train(load_config(None, tiny_overrides(data_list, tmp_path / "run", **{"model.restore_from": tmp_path / "nan.pth"})))
 
-    def build_with_nan_from_second_call(arch, num_classes):
-        model = build_model(arch, num_classes)
+    def build_with_nan_from_second_call(arch, num_classes, **kwargs):
+        model = build_model(arch, num_classes, **kwargs)
         calls = []
 
         def poison(module, inputs, output):
