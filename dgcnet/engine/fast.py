@@ -10,22 +10,10 @@ import torch
 from torch import nn
 
 from dgcnet.engine.winograd import use_winograd
-from dgcnet.models.dgcnet import DGCNet
-from dgcnet.models.dualgcn import DualGCN, SpatialGCN
-from dgcnet.models.resnet import BasicBlock, Bottleneck
-
-# Convolutions whose output goes straight into a BatchNorm but that are not neighbours in an
-# nn.Sequential: (conv attribute, BatchNorm attribute) for each module class.
-_NAMED_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
-    BasicBlock: (("conv1", "bn1"), ("conv2", "bn2")),
-    Bottleneck: (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
-    DualGCN: (("phi", "bn_phi"), ("theta", "bn_theta"), ("conv_adj", "bn_adj"),
-              ("conv_wg", "bn_wg"), ("conv3", "bn3")),
-    SpatialGCN: (("conv_wg", "bn_wg"),),
-}
 
 _CONV = (nn.Conv1d, nn.Conv2d)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
+_ANY_BN = nn.modules.batchnorm._BatchNorm
 
 # glibc mallopt parameters (malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -89,27 +77,32 @@ def fold_conv_bn(conv: nn.Conv1d | nn.Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2
 
 def fold_batchnorm(model: nn.Module) -> int:
     """Fold every BatchNorm that directly follows a convolution into it, replacing the BatchNorm
-    by ``nn.Identity`` (in place; the model must be in eval mode). Returns the number folded."""
+    by ``nn.Identity`` (in place; the model must be in eval mode). Returns the number folded.
+
+    The pairs are the neighbours in each ``nn.Sequential`` and what each module declares in its
+    ``conv_bn_pairs``; a BatchNorm left over is an error, so a new layer cannot stay unfolded unseen.
+    """
     folded = 0
     for module in list(model.modules()):
-        pairs: list[tuple[nn.Module, str, nn.Module, str]] = []
+        pairs = list(getattr(module, "conv_bn_pairs", ()))
         if isinstance(module, nn.Sequential):
             names = list(module._modules)
-            for first, second in zip(names, names[1:]):
-                pairs.append((module, first, module, second))
-        for conv_name, bn_name in _NAMED_PAIRS.get(type(module), ()):
-            pairs.append((module, conv_name, module, bn_name))
-        if isinstance(module, DGCNet) and isinstance(module.conv1, nn.Sequential):
-            # The stem's last conv (conv1[-1]) feeds the top-level bn1.
-            last = list(module.conv1._modules)[-1]
-            pairs.append((module.conv1, last, module, "bn1"))
-        for conv_parent, conv_name, bn_parent, bn_name in pairs:
-            conv = getattr(conv_parent, conv_name)
-            bn = getattr(bn_parent, bn_name)
-            if isinstance(conv, _CONV) and isinstance(bn, _BN) and conv.out_channels == bn.num_features:
-                fold_conv_bn(conv, bn)
-                setattr(bn_parent, bn_name, nn.Identity())
-                folded += 1
+            pairs += [(a, b) for a, b in zip(names, names[1:])
+                      if isinstance(module._modules[a], _CONV) and isinstance(module._modules[b], _BN)]
+        for conv_path, bn_path in pairs:
+            conv, bn = module.get_submodule(conv_path), module.get_submodule(bn_path)
+            if not isinstance(bn, _BN):  # folded already
+                continue
+            if not isinstance(conv, _CONV) or conv.out_channels != bn.num_features:
+                raise ValueError(f"{type(module).__name__}.conv_bn_pairs: {conv_path} does not feed {bn_path}")
+            fold_conv_bn(conv, bn)
+            parent, _, name = bn_path.rpartition(".")
+            setattr(module.get_submodule(parent), name, nn.Identity())
+            folded += 1
+    left = [name for name, m in model.named_modules() if isinstance(m, _ANY_BN)]
+    if left:
+        raise ValueError(f"BatchNorm not folded: {', '.join(left[:3])}; declare the convolution that feeds it "
+                         f"in its module's conv_bn_pairs")
     return folded
 
 

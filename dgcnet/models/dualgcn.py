@@ -19,6 +19,9 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1, relu: boo
 class SpatialGCN(nn.Module):
     """Graph reasoning over the positions of a (down-sampled) feature map."""
 
+    # (convolution, the BatchNorm right after it) outside an nn.Sequential: what BN folding folds.
+    conv_bn_pairs = (("conv_wg", "bn_wg"),)
+
     def __init__(self, planes: int) -> None:
         super().__init__()
         inter = planes // 2
@@ -43,6 +46,10 @@ class SpatialGCN(nn.Module):
 
 class DualGCN(nn.Module):
     """Coordinate-space branch (on a stride-8 down-sampled copy) fused with a feature-space branch."""
+
+    # (convolution, the BatchNorm right after it) outside an nn.Sequential: what BN folding folds.
+    conv_bn_pairs = (("phi", "bn_phi"), ("theta", "bn_theta"), ("conv_adj", "bn_adj"), ("conv_wg", "bn_wg"),
+                     ("conv3", "bn3"))
 
     def __init__(self, planes: int) -> None:
         super().__init__()

@@ -13,6 +13,8 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1, dilation: int = 1)
 
 class BasicBlock(nn.Module):
     expansion = 1
+    # (convolution, the BatchNorm right after it) outside an nn.Sequential: what BN folding folds.
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
                  downsample: nn.Module | None = None) -> None:
@@ -33,6 +35,8 @@ class BasicBlock(nn.Module):
 
 class Bottleneck(nn.Module):
     expansion = 4
+    # (convolution, the BatchNorm right after it) outside an nn.Sequential: what BN folding folds.
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
                  downsample: nn.Module | None = None) -> None:
@@ -59,6 +63,9 @@ class ResNetBackbone(nn.Module):
 
     Returns the layer3 and layer4 feature maps, both at stride 8.
     """
+
+    # (convolution, the BatchNorm right after it) outside an nn.Sequential: what BN folding folds.
+    conv_bn_pairs = (("conv1.6", "bn1"),)  # the stem's last convolution feeds bn1
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int],
                  multi_grid: Sequence[int] = (1, 2, 4)) -> None:

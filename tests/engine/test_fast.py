@@ -117,3 +117,20 @@ def test_keep_freed_memory_serves_large_tensors_from_the_heap():
 
     assert mmapped("default") >= 64 * 2**20  # glibc maps large blocks fresh...
     assert mmapped("keep") < 2**20           # ...unless told to keep them in the heap
+
+
+def test_a_batchnorm_left_unfolded_is_an_error():
+    """A layer whose conv -> BatchNorm pair nobody declared must not pass silently."""
+    class Undeclared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.norm = nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return self.norm(self.conv(x))
+
+    with pytest.raises(ValueError, match="norm"):
+        fold_batchnorm(Undeclared().eval())
+    Undeclared.conv_bn_pairs = (("conv", "norm"),)
+    assert fold_batchnorm(Undeclared().eval()) == 1
