@@ -39,7 +39,7 @@ from dgcnet.benchmark import calibrate_batchnorm, device_name  # noqa: E402
 from dgcnet.cli.common import image_size  # noqa: E402
 from dgcnet.data.synth import synth_scene  # noqa: E402
 from dgcnet.data.transforms import normalize  # noqa: E402
-from dgcnet.engine.fast import optimize_for_inference  # noqa: E402
+from dgcnet.models.fast import optimize_for_inference  # noqa: E402
 from dgcnet.formats.load import load_model  # noqa: E402
 from dgcnet.models import build_model, list_models  # noqa: E402
 

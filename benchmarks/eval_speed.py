@@ -13,7 +13,7 @@ import time
 import torch
 
 from dgcnet.cli.common import image_size
-from dgcnet.engine.fast import optimize_for_inference
+from dgcnet.models.fast import optimize_for_inference
 from dgcnet.config import AMP_MODES
 from dgcnet.engine.inference import MODES, infer_logits, tile_grid, default_stride
 from dgcnet.models import build_model, list_models

@@ -1,4 +1,4 @@
-"""What keeping large freed blocks (``dgcnet.engine.fast.keep_freed_memory``) is worth on the CPU.
+"""What keeping large freed blocks (``dgcnet.engine.heap.keep_freed_memory``) is worth on the CPU.
 
     python benchmarks/freed_memory.py --arch dgcnet_r101 --size 512x1024 --rounds 5
 
@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dgcnet.cli.common import image_size  # noqa: E402
 from dgcnet.data.synth import synth_scene  # noqa: E402
 from dgcnet.data.transforms import normalize  # noqa: E402
-from dgcnet.engine.fast import M_MMAP_MAX, M_TRIM_THRESHOLD, keep_freed_memory, optimize_for_inference  # noqa: E402
+from dgcnet.engine.heap import M_MMAP_MAX, M_TRIM_THRESHOLD, keep_freed_memory  # noqa: E402
+from dgcnet.models.fast import optimize_for_inference  # noqa: E402
 from dgcnet.models import build_model, list_models  # noqa: E402
 
 # glibc's defaults (malloc.h): at most 65536 mapped blocks, freed memory above 128 KiB at the top

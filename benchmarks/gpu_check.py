@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgcnet.benchmark import benchmark, train_step  # noqa: E402
-from dgcnet.engine.fast import optimize_for_inference  # noqa: E402
+from dgcnet.models.fast import optimize_for_inference  # noqa: E402
 from dgcnet.engine.inference import default_stride, infer_logits, tile_grid  # noqa: E402
 from dgcnet.models import build_model  # noqa: E402
 

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dgcnet.cli.common import image_size  # noqa: E402
-from dgcnet.engine.fast import keep_freed_memory, optimize_for_inference  # noqa: E402
-from dgcnet.engine.winograd import WinogradConv2d, winograd_conv3x3, winograd_weight  # noqa: E402
+from dgcnet.engine.heap import keep_freed_memory
+from dgcnet.models.fast import optimize_for_inference  # noqa: E402
+from dgcnet.models.winograd import WinogradConv2d, winograd_conv3x3, winograd_weight  # noqa: E402
 from dgcnet.models import build_model, list_models  # noqa: E402
 from dgcnet.models.complexity import count_flops  # noqa: E402
 

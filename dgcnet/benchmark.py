@@ -18,7 +18,8 @@ from torch import nn
 from dgcnet.config import AMP_MODES
 from dgcnet.data import CITYSCAPES, ClassInfo, SegmentationDataset
 from dgcnet.data.store import store_size
-from dgcnet.engine.fast import loader_worker_init, optimize_for_inference
+from dgcnet.engine.heap import loader_worker_init
+from dgcnet.models.fast import optimize_for_inference
 from dgcnet.engine.precision import amp_dtype
 from dgcnet.errors import DgcnetError
 from dgcnet.losses import dgcnet_loss

@@ -25,7 +25,8 @@ from dgcnet.data.labels import CITYSCAPES
 from dgcnet.data.synth import write_synth
 from dgcnet.data.transforms import read_image, read_label
 from dgcnet.engine.evaluate import EvalResult, evaluate, write_results
-from dgcnet.engine.fast import keep_freed_memory, optimize_for_inference
+from dgcnet.engine.heap import keep_freed_memory
+from dgcnet.models.fast import optimize_for_inference
 from dgcnet.engine.predict import FORMAT_DIRS, collect_inputs, predict_files
 from dgcnet.engine.runlog import read_metrics
 from dgcnet.engine.train import train

@@ -88,7 +88,7 @@ def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:
     if classes.num_classes != model.num_classes:
         raise DgcnetError(f"{args.classes}: {classes.num_classes} classes, but the model predicts {model.num_classes}")
     if args.fast:
-        from dgcnet.engine.fast import optimize_for_inference
+        from dgcnet.models.fast import optimize_for_inference
 
         model = optimize_for_inference(model)
     return model, classes
@@ -97,7 +97,7 @@ def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:
 def fast_heap(args: argparse.Namespace, model: nn.Module) -> str:
     """The fast path on the CPU keeps large freed blocks (a process-wide malloc setting, made here
     explicitly); returns the heap setting to record."""
-    from dgcnet.engine.fast import keep_freed_memory
+    from dgcnet.engine.heap import keep_freed_memory
 
     if args.fast and next(model.parameters()).device.type == "cpu" and keep_freed_memory():
         return "keep freed blocks"

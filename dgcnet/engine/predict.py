@@ -23,7 +23,7 @@ from tqdm import tqdm
 from dgcnet.data.cityscapes import default_workers
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.data.transforms import normalize, read_image
-from dgcnet.engine.fast import InferenceModel, optimize_for_inference
+from dgcnet.models.fast import InferenceModel, optimize_for_inference
 from dgcnet.engine.inference import infer_logits, model_device, resolve_tile, runs_whole
 from dgcnet.errors import DgcnetError
 from dgcnet.io import atomic_write

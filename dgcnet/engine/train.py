@@ -31,7 +31,7 @@ from dgcnet.data.labels import CITYSCAPES
 from dgcnet.engine import checkpoint as ckpt
 from dgcnet.engine import distributed, precision
 from dgcnet.engine.distributed import DistEnv
-from dgcnet.engine.fast import loader_worker_init
+from dgcnet.engine.heap import loader_worker_init
 from dgcnet.engine.runlog import RunLogger, StepMeter, log_line, peak_memory_gb, validation_pictures
 from dgcnet.engine.runlock import RunLock
 from dgcnet.engine.stopping import StopSignals, TrainingStopped, ignore_stop_signals

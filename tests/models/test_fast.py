@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from dgcnet.engine.fast import fold_batchnorm, optimize_for_inference
+from dgcnet.models.fast import fold_batchnorm, optimize_for_inference
 from dgcnet.models import build_model
 
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -88,35 +88,6 @@ def test_bf16_autocast_agrees_with_fp32(r18, image):
         low = fast(image)
     assert low.dtype == torch.bfloat16
     assert relative_error(low.float(), reference) < 5e-2
-
-
-MMAPPED_BYTES_AFTER_64_MIB = """
-import ctypes, sys, torch
-from dgcnet.engine.fast import keep_freed_memory
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = MallInfo2
-if sys.argv[1] == "keep":
-    assert keep_freed_memory()
-before = libc.mallinfo2().hblkhd
-tensor = torch.ones(16 * 2**20)  # 64 MiB
-print(libc.mallinfo2().hblkhd - before)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
-def test_keep_freed_memory_serves_large_tensors_from_the_heap():
-    def mmapped(mode: str) -> int:
-        done = subprocess.run([sys.executable, "-c", MMAPPED_BYTES_AFTER_64_MIB, mode], capture_output=True,
-                              text=True, check=True)
-        return int(done.stdout.split()[-1])
-
-    assert mmapped("default") >= 64 * 2**20  # glibc maps large blocks fresh...
-    assert mmapped("keep") < 2**20           # ...unless told to keep them in the heap
 
 
 def test_a_batchnorm_left_unfolded_is_an_error():

@@ -9,46 +9,11 @@ import copy
 import torch
 from torch import nn
 
-from dgcnet.engine.winograd import use_winograd
+from dgcnet.models.winograd import use_winograd
 
 _CONV = (nn.Conv1d, nn.Conv2d)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _ANY_BN = nn.modules.batchnorm._BatchNorm
-
-# glibc mallopt parameters (malloc.h).
-M_TRIM_THRESHOLD = -1
-M_MMAP_MAX = -4
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep large freed blocks for reuse instead of unmapping them.
-
-    A process-wide setting, so nothing here calls it: the command line switches it on for eval,
-    predict and demo on the CPU (and records it); library callers opt in by calling it.
-
-    By default every allocation above 32 MiB is a fresh mmap, and the first touch of each of its
-    pages is a page fault. A CPU forward at full resolution allocates many such temporaries, and
-    faulting their pages in cost about a quarter of the fast path's time for dgcnet_r101 at
-    512x1024 on a 2-core machine. Afterwards the process keeps its peak memory instead of returning
-    it to the system. Returns False, changing nothing, where the C library has no ``mallopt``.
-    """
-    try:  # the process's own symbols: the C library is already loaded, nothing to search for
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (ImportError, OSError, AttributeError, TypeError):  # no ctypes, no glibc, or Windows
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-
-
-def loader_worker_init(worker_id: int) -> None:
-    """``worker_init_fn`` of the training loaders: the worker process (its own, so nothing else is
-    affected) keeps its freed memory, and the crops it builds for every sample reuse pages instead
-    of faulting in fresh ones: about a third of a worker's augmentation time on a 2-core VM
-    (`dgcnet benchmark --mode data`)."""
-    keep_freed_memory()
-
 
 @torch.no_grad()
 def fold_conv_bn(conv: nn.Conv1d | nn.Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> None:
@@ -146,10 +111,10 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fold
 
     fold_bn: fold every conv -> BatchNorm pair into the conv (exact up to float rounding).
     channels_last: NHWC weights and inputs, the layout oneDNN and cuDNN convolutions prefer.
-    winograd: run the wide 3x3 convolutions by the Winograd algorithm (``dgcnet.engine.winograd``);
+    winograd: run the wide 3x3 convolutions by the Winograd algorithm (``dgcnet.models.winograd``);
     default: when the model is on the CPU (GPU libraries choose their own algorithms). It keeps
     a 4x larger transformed copy of those filters (754 MiB more for dgcnet_r101).
-    On the CPU, calling ``keep_freed_memory()`` once first makes it faster still (process-wide).
+    On the CPU, calling ``dgcnet.engine.heap.keep_freed_memory()`` once first makes it faster still (process-wide).
     compile: ``torch.compile`` the result (the first call compiles; later calls are faster).
     Mixed precision stays the caller's choice: wrap the call in ``torch.autocast``.
     """

@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from dgcnet.engine.fast import optimize_for_inference
-from dgcnet.engine.winograd import WinogradConv2d, use_winograd, winograd_conv3x3, winograd_weight
+from dgcnet.models.fast import optimize_for_inference
+from dgcnet.models.winograd import WinogradConv2d, use_winograd, winograd_conv3x3, winograd_weight
 from dgcnet.models import build_model
 
 
