@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgcnet.cli.evaluate import add_inference_args, describe_tile, fast_heap, load_for_inference, parse_formats_arg
+from dgcnet.cli.common import CommandAdder
+from dgcnet.cli.inference import add_inference_args, describe_tile, fast_heap, load_for_inference, parse_formats_arg
 from dgcnet.engine.predict import FORMAT_DIRS, collect_inputs, prediction_path, predict_files
 from dgcnet.errors import DgcnetError
-from dgcnet.cli.common import CommandAdder
 from dgcnet.io import check_new_outputs, check_output_dir
 
 

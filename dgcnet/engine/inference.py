@@ -1,7 +1,7 @@
 """Full-resolution logits of one image: the sliding-window protocol, whole-image inference,
 multi-scale and flip.
 
-The protocol (DESIGN.md section 4): tiles of ``tile`` x ``tile`` at ``stride`` (default
+The protocol (docs/evaluation.md): tiles of ``tile`` x ``tile`` at ``stride`` (default
 ceil(2/3 tile)), the last tile of a row/column shifted back inside the image; an image smaller
 than the tile in one direction is padded bottom/right with 0 (after normalisation) and the
 result cropped back. An image no larger than the tile in both directions runs whole (one pass,
