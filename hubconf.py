@@ -10,6 +10,8 @@ from __future__ import annotations
 
 dependencies = ["torch", "numpy", "safetensors", "PIL", "yaml", "tqdm"]
 
+from dgcnet.models.factory import ARCHS  # noqa: E402  (after `dependencies`, which torch.hub checks first)
+
 
 def _entry(arch: str, weights: str | None, num_classes: int, device: str):
     from dgcnet.errors import DgcnetError
@@ -24,21 +26,14 @@ def _entry(arch: str, weights: str | None, num_classes: int, device: str):
     return model
 
 
-def dgcnet_r101(weights: str | None = None, num_classes: int = 19, device: str = "cpu"):
-    """DGCNet with the ResNet-101 deep-stem backbone (the published model)."""
-    return _entry("dgcnet_r101", weights, num_classes, device)
+def _entry_point(arch: str):
+    def entry(weights: str | None = None, num_classes: int = 19, device: str = "cpu"):
+        return _entry(arch, weights, num_classes, device)
+
+    entry.__name__ = entry.__qualname__ = arch
+    entry.__doc__ = f"DGCNet {arch}: {ARCHS[arch].description}."
+    return entry
 
 
-def dgcnet_r50(weights: str | None = None, num_classes: int = 19, device: str = "cpu"):
-    """DGCNet with a ResNet-50 deep-stem backbone."""
-    return _entry("dgcnet_r50", weights, num_classes, device)
-
-
-def dgcnet_r34(weights: str | None = None, num_classes: int = 19, device: str = "cpu"):
-    """DGCNet with a ResNet-34 deep-stem backbone and a 256-channel head."""
-    return _entry("dgcnet_r34", weights, num_classes, device)
-
-
-def dgcnet_r18(weights: str | None = None, num_classes: int = 19, device: str = "cpu"):
-    """DGCNet with a ResNet-18 deep-stem backbone and a 256-channel head (the small one)."""
-    return _entry("dgcnet_r18", weights, num_classes, device)
+# One entry point per architecture of the factory's table: dgcnet_r101, dgcnet_r50, dgcnet_r34, dgcnet_r18.
+globals().update({arch: _entry_point(arch) for arch in ARCHS})

@@ -31,6 +31,7 @@ from dgcnet.errors import DgcnetError
 from dgcnet.io import atomic_write
 from dgcnet.formats import mindspore
 from dgcnet.models import DGCNet, ModelInfo, build_model, default_info, list_models
+from dgcnet.models.factory import ARCHS
 
 TARGETS = ("dgcnet", "safetensors", "mindspore", "pth")
 TRAIN_FORMAT = "dgcnet-train-v1"
@@ -42,8 +43,8 @@ _BN_TO_MS = {"running_mean": "moving_mean", "running_var": "moving_variance",
 _BN_FROM_MS = {ms: pt for pt, ms in _BN_TO_MS.items()}
 # MindSpore training-wrapper entries that are not network parameters.
 _MS_OPTIMIZER_PREFIXES = ("accum.", "stat.", "moments.", "moment1.", "moment2.", "adam_m.", "adam_v.")
-_BLOCKS_TO_ARCH = {("Bottleneck", 23): "dgcnet_r101", ("Bottleneck", 6): "dgcnet_r50",
-                   ("BasicBlock", 6): "dgcnet_r34", ("BasicBlock", 2): "dgcnet_r18"}
+# (block type, blocks in layer3) -> architecture: what tells the architectures apart in a state dict.
+_BLOCKS_TO_ARCH = {(spec.block.__name__, spec.layers[2]): arch for arch, spec in ARCHS.items()}
 
 
 @dataclass

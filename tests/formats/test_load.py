@@ -128,3 +128,14 @@ def test_metadata_describes_the_normalisation(tmp_path, rgb):
     mean, std = np.array(json.loads(metadata["mean"])), np.array(json.loads(metadata["std"]))
     expected = ((pixels - mean) / std).transpose(2, 0, 1)
     assert np.allclose(normalize(image, rgb).numpy(), expected, rtol=0, atol=1e-4)
+
+
+def test_hub_lists_an_entry_point_for_every_architecture():
+    """torch.hub's entry points come from the factory's table: a new architecture is one table row."""
+    from dgcnet.models import list_models
+
+    hubconf = torch.hub._import_module("hubconf", str(REPO / "hubconf.py"))
+    entries = [name for name in dir(hubconf) if callable(getattr(hubconf, name)) and not name.startswith("_")]
+    assert sorted(entries) == sorted(list_models())
+    model = torch.hub.load(str(REPO), "dgcnet_r18", source="local", num_classes=3)
+    assert model.arch == "dgcnet_r18" and model.num_classes == 3
