@@ -76,22 +76,12 @@ def restore_weights(model: DGCNet, path: str | Path) -> str:
     """Load starting weights by name: an ImageNet deep-stem backbone (its fc.* skipped), a full
     DGCNet state dict, a training checkpoint, or any file ``dgcnet convert`` reads. Returns a
     summary; a file of which nothing matches the model is an error."""
-    from dgcnet.formats.convert import read_weights, summarize_names
+    from dgcnet.formats.convert import match_to_model, read_weights, summarize_names
 
     weights = read_weights(path)
     expected = model.state_dict()
-    loaded: dict[str, torch.Tensor] = {}
-    mismatched = []
-    for name, value in weights.tensors.items():
-        target = expected.get(name)
-        if target is None:
-            continue
-        if value.dim() == target.dim() + 1 and value.shape[-1] == 1 and value.shape[:-1] == target.shape:
-            value = value.reshape(target.shape)  # a Conv1d weight stored 4-D (MindSpore)
-        if value.shape != target.shape:
-            mismatched.append(f"{name} {tuple(value.shape)} vs {tuple(target.shape)}")
-            continue
-        loaded[name] = value
+    # Tensors whose shape differs (a classifier for other classes) are left out, not an error.
+    loaded, mismatched = match_to_model(weights.tensors, model)
     unexpected = [k for k in weights.tensors if k not in expected]
     if not loaded:
         raise DgcnetError(f"{path}: no tensor matches {model.arch} ({len(weights.tensors)} tensors in the file, "
@@ -101,7 +91,8 @@ def restore_weights(model: DGCNet, path: str | Path) -> str:
     lines = [f"restore_from {path} ({weights.source_format}): loaded {len(loaded)} of {len(expected)} tensors",
              f"  missing {summarize_names(missing)}", f"  unexpected {summarize_names(unexpected)}"]
     if mismatched:
-        lines.append(f"  shape differs, not loaded: {len(mismatched)}: {', '.join(mismatched[:3])}")
+        lines.append(f"  shape differs, not loaded: {len(mismatched)}: "
+                     + ", ".join(f"{name} {file} vs {model}" for name, file, model in mismatched[:3]))
     if weights.skipped:
         lines.append("  skipped " + ", ".join(f"{n} {kind}" for kind, n in sorted(weights.skipped.items())))
     return "\n".join(lines)

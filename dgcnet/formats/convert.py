@@ -283,6 +283,27 @@ def _conv1d_weights(model: nn.Module) -> set[str]:
     return {f"{name}.weight" for name, module in model.named_modules() if isinstance(module, nn.Conv1d)}
 
 
+def match_to_model(tensors: Mapping[str, torch.Tensor], model: nn.Module
+                   ) -> tuple[dict[str, torch.Tensor], list[tuple[str, tuple, tuple]]]:
+    """The tensors whose names ``model`` has and whose shapes fit it, in its state dict's order
+    (a Conv1d weight MindSpore stores 4-D is reshaped), and (name, file shape, model shape) for
+    each name whose shape differs."""
+    conv1d = _conv1d_weights(model)
+    matched: dict[str, torch.Tensor] = {}
+    mismatches = []
+    for name, target in model.state_dict().items():
+        value = tensors.get(name)
+        if value is None:
+            continue
+        if name in conv1d and value.dim() == 4 and value.shape[3] == 1:
+            value = value.reshape(value.shape[:3])
+        if value.shape != target.shape:
+            mismatches.append((name, tuple(value.shape), tuple(target.shape)))
+            continue
+        matched[name] = value
+    return matched, mismatches
+
+
 def fit_to_model(weights: Weights, path: str | Path, arch: str | None = None,
                  num_classes: int | None = None, strict: bool = False) -> tuple[dict[str, torch.Tensor], Report]:
     """Match the tensors to the model of ``arch``: order them as the model's state dict, restore
@@ -301,26 +322,18 @@ def fit_to_model(weights: Weights, path: str | Path, arch: str | None = None,
     num_classes = num_classes or file_classes or 19
     model = _meta_model(arch, num_classes)
     expected = model.state_dict()
-    conv1d = _conv1d_weights(model)
-
-    fitted: dict[str, torch.Tensor] = {}
-    added: Counter = Counter()
-    mismatches = []
-    for name, target in expected.items():
-        value = tensors.get(name)
-        if value is None:
-            if name.endswith("num_batches_tracked") and name.replace("num_batches_tracked", "running_mean") in tensors:
-                fitted[name] = torch.tensor(0, dtype=torch.long)
-                added["num_batches_tracked (0)"] += 1
-            continue
-        if name in conv1d and value.dim() == 4 and value.shape[3] == 1:  # MindSpore stores Conv1d 4-D
-            value = value.reshape(value.shape[:3])
-        if value.shape != target.shape:
-            mismatches.append(f"{name}: file {tuple(value.shape)} vs {arch} {tuple(target.shape)}")
-        fitted[name] = value
+    fitted, mismatches = match_to_model(tensors, model)
     if mismatches:
+        name, file_shape, model_shape = mismatches[0]
         raise DgcnetError(f"{path}: {len(mismatches)} shape mismatch(es) for {arch} with {num_classes} classes, "
-                          f"e.g. {mismatches[0]}")
+                          f"e.g. {name}: file {file_shape} vs {arch} {model_shape}")
+    added: Counter = Counter()
+    for name in expected:  # formats without the counter (MindSpore) get 0, as a fresh BatchNorm has
+        if name.endswith("num_batches_tracked") and name not in fitted and \
+                name.replace("num_batches_tracked", "running_mean") in tensors:
+            fitted[name] = torch.tensor(0, dtype=torch.long)
+            added["num_batches_tracked (0)"] += 1
+    fitted = {name: fitted[name] for name in expected if name in fitted}  # the state dict's order
     missing = [k for k in expected if k not in fitted]
     unexpected = [k for k in tensors if k not in expected]
     if strict and (missing or unexpected):
