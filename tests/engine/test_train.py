@@ -15,7 +15,8 @@ from dgcnet.config import config_to_dict, load_config
 from dgcnet.data import SegmentationDataset
 from dgcnet.engine.checkpoint import FORMAT, save_checkpoint
 from dgcnet.data.labels import CITYSCAPES
-from dgcnet.engine.distributed import AllReduceBatchNorm, _convert_to_all_reduce
+from dgcnet.engine.distributed import _convert_to_all_reduce
+from dgcnet.models.layers import AllReduceBatchNorm
 from dgcnet.engine.evaluate import EvalResult
 from dgcnet.engine.train import build_optimizer, poly_lr, restore_weights, train
 from dgcnet.errors import DgcnetError
