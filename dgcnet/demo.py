@@ -20,7 +20,7 @@ from PIL import Image
 
 from dgcnet.config import load_config
 from dgcnet.engine.distributed import resolve_device
-from dgcnet.data.cityscapes import SegmentationDataset, read_list
+from dgcnet.data.dataset import SegmentationDataset, read_list
 from dgcnet.data.labels import CITYSCAPES
 from dgcnet.data.synth import write_synth
 from dgcnet.data.transforms import read_image, read_label

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dgcnet.cli.common import CommandAdder
 from dgcnet.cli.inference import add_inference_args, describe_tile, fast_heap, load_for_inference, parse_formats_arg
-from dgcnet.data.cityscapes import SegmentationDataset, read_list
+from dgcnet.data.dataset import SegmentationDataset, read_list
 from dgcnet.engine.evaluate import RESULT_FILES, evaluate, write_results
 from dgcnet.engine.predict import FORMAT_DIRS, PredictionWriter, output_names, prediction_path
 from dgcnet.io import check_new_outputs, check_output_dir

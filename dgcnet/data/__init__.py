@@ -1,5 +1,5 @@
 from dgcnet.data.check import CheckResult, check_list
-from dgcnet.data.cityscapes import Sample, SegmentationDataset, check_files_exist, default_workers, read_list
+from dgcnet.data.dataset import Sample, SegmentationDataset, check_files_exist, default_workers, read_list
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES, IGNORE_INDEX, ClassInfo
 from dgcnet.data.lists import make_lists, write_lists

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dgcnet.data.cityscapes import Sample, parse_list
+from dgcnet.data.dataset import Sample, parse_list
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.data.transforms import open_image
 from dgcnet.errors import DgcnetError

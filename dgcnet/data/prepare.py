@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dgcnet.data.check import CheckResult, Problem
-from dgcnet.data.cityscapes import Sample, SegmentationDataset, read_list
+from dgcnet.data.dataset import Sample, SegmentationDataset, read_list
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.data.store import (FORMAT, MANIFEST, VERSION, PreparedStore, array_checksum, array_name,
                                classes_fingerprint, default_store, read_manifest, save_manifest, source_key,

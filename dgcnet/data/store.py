@@ -24,7 +24,7 @@ from dgcnet.data.labels import CITYSCAPES, IGNORE_INDEX, ClassInfo
 from dgcnet.errors import DgcnetError
 
 if TYPE_CHECKING:
-    from dgcnet.data.cityscapes import Sample
+    from dgcnet.data.dataset import Sample
 
 FORMAT = "dgcnet-prepared"
 VERSION = 1

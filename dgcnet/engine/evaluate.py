@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dgcnet.data.cityscapes import SegmentationDataset, default_workers
+from dgcnet.data.dataset import SegmentationDataset, default_workers
 from dgcnet.engine.inference import infer_logits, model_device, resolve_tile, runs_whole
 from dgcnet.engine.predict import PredictionWriter, output_names, whole_note
 from dgcnet.errors import DgcnetError

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dgcnet.data.cityscapes import default_workers
+from dgcnet.data.dataset import default_workers
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.data.transforms import normalize, read_image
 from dgcnet.models.fast import InferenceModel, optimize_for_inference

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from dgcnet.config import TrainConfig, config_to_dict, save_config
-from dgcnet.data.cityscapes import SegmentationDataset, default_workers
+from dgcnet.data.dataset import SegmentationDataset, default_workers
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES
 from dgcnet.engine import checkpoint as ckpt

@@ -7,7 +7,7 @@ from PIL import Image
 
 from dgcnet.cli import main
 from dgcnet.data import SegmentationDataset, read_list
-from dgcnet.data.cityscapes import check_files_exist
+from dgcnet.data.dataset import check_files_exist
 from dgcnet.data.check import check_list
 from dgcnet.errors import DgcnetError
 from tests.data.conftest import save_png

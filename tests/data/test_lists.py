@@ -11,7 +11,7 @@ from PIL import Image
 
 from dgcnet.cli import main
 from dgcnet.data import SegmentationDataset, read_list
-from dgcnet.data.cityscapes import check_files_exist
+from dgcnet.data.dataset import check_files_exist
 from dgcnet.data.lists import AUTHORS_LISTS, make_lists
 
 REAL_LISTS = ("train.txt", "val.txt", "test.txt", "trainval.txt", "train+.txt", "train++.txt")

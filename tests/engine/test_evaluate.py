@@ -12,7 +12,7 @@ from PIL import Image
 
 import dgcnet
 from dgcnet.cli import main
-from dgcnet.data.cityscapes import SegmentationDataset
+from dgcnet.data.dataset import SegmentationDataset
 from dgcnet.data.labels import CITYSCAPES
 from dgcnet.engine.evaluate import evaluate
 from dgcnet.engine.predict import PredictionWriter

@@ -123,7 +123,7 @@ def test_short_run_writes_checkpoints_config_metrics_and_log(data_list, tmp_path
 
 
 def test_default_loader_workers_share_the_cpus_among_local_processes(monkeypatch):
-    import dgcnet.data.cityscapes as cityscapes
+    import dgcnet.data.dataset as cityscapes
 
     assert load_config(None, []).data.workers is None  # the default: chosen at start from the CPUs
     monkeypatch.setattr(cityscapes.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)

@@ -5,7 +5,7 @@ import pytest
 
 from dgcnet.cli import main
 from dgcnet.data.check import check_list
-from dgcnet.data.cityscapes import SegmentationDataset
+from dgcnet.data.dataset import SegmentationDataset
 from dgcnet.data.transforms import MAX_PIXELS, MAX_PIXELS_ENV, read_image, read_label
 from dgcnet.engine.predict import collect_inputs, predict_files
 from dgcnet.errors import DgcnetError

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from dgcnet.data.check import check_list
-from dgcnet.data.cityscapes import SegmentationDataset, read_list
+from dgcnet.data.dataset import SegmentationDataset, read_list
 from dgcnet.data.classes import load_class_file
 from dgcnet.errors import DgcnetError
 from tests.faults.conftest import png_bytes
