@@ -16,6 +16,24 @@ from dgcnet.data.transforms import TrainAugment, normalize, read_image, read_lab
 from dgcnet.errors import DgcnetError
 
 
+class ReportErrors(Dataset):
+    """Items as (item, None), or (None, message) when a file cannot be read: the one shape in which
+    loader workers return errors. Raised in a worker, the error would reach the user wrapped in the
+    worker's traceback instead of as its one line."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: Any) -> tuple[Any, str | None]:
+        try:
+            return self.dataset[key], None
+        except DgcnetError as error:
+            return None, str(error)
+
+
 @dataclass(frozen=True)
 class Sample:
     image: Path

@@ -11,10 +11,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dgcnet.data.dataset import SegmentationDataset, default_workers
+from dgcnet.data.dataset import ReportErrors, SegmentationDataset, default_workers
 from dgcnet.engine.inference import infer_logits, model_device, resolve_tile, runs_whole
 from dgcnet.engine.predict import PredictionWriter, output_names, whole_note
 from dgcnet.errors import DgcnetError
@@ -67,7 +67,7 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sli
     num_classes = dataset.classes.num_classes
     confusion = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
     workers = default_workers() if workers is None else workers
-    loader = DataLoader(_Reporting(dataset), batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(ReportErrors(dataset), batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
     names = output_names([s.image for s in dataset.samples]) if writer is not None else []
     num_labelled = 0
     start = time.perf_counter()
@@ -112,23 +112,6 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sli
         seconds=seconds,
         class_names=tuple(dataset.classes.names),
     )
-
-
-class _Reporting(Dataset):
-    """Items as (item, None), or (None, message) when a file cannot be read: an exception raised
-    in a loader worker would reach the user wrapped in the worker's traceback."""
-
-    def __init__(self, dataset: SegmentationDataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple[tuple | None, str | None]:
-        try:
-            return self.dataset[index], None
-        except DgcnetError as error:
-            return None, str(error)
 
 
 # What write_results writes into OUTPUT/result/.

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dgcnet.data.dataset import default_workers
+from dgcnet.data.dataset import ReportErrors, default_workers
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.data.transforms import normalize, read_image
 from dgcnet.models.fast import InferenceModel, optimize_for_inference
@@ -260,7 +260,8 @@ def output_names(images: Sequence[Path]) -> list[Path]:
 
 
 class _ImageFiles(Dataset):
-    """Reads and normalises input images in loader workers; a bad file yields its error message."""
+    """Reads and normalises input images in loader workers: (index, normalised image, the RGB image
+    when asked to keep it)."""
 
     def __init__(self, inputs: Sequence[InputImage], rgb: bool, keep_rgb: bool) -> None:
         self.inputs = inputs
@@ -270,12 +271,9 @@ class _ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, np.ndarray | None, str | None]:
-        try:
-            image = read_image(self.inputs[index].path)
-        except DgcnetError as error:
-            return index, None, None, str(error)
-        return index, normalize(image, self.rgb), image if self.keep_rgb else None, None
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, np.ndarray | None]:
+        image = read_image(self.inputs[index].path)
+        return index, normalize(image, self.rgb), image if self.keep_rgb else None
 
 
 def predict_files(model: nn.Module, inputs: Sequence[InputImage], output_dir: str | Path,
@@ -294,14 +292,15 @@ def predict_files(model: nn.Module, inputs: Sequence[InputImage], output_dir: st
         tile, stride = resolve_tile(model, tile, stride)
     dataset = _ImageFiles(inputs, model.info.rgb, keep_rgb="overlay" in formats)
     workers = default_workers() if workers is None else workers
-    loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(ReportErrors(dataset), batch_size=None, num_workers=workers, pin_memory=device.type == "cuda")
     errors: list[str] = []
     with PredictionWriter(output_dir, formats, classes) as writer:
-        for index, x, image, error in tqdm(loader, total=len(dataset), desc="predict", unit="image",
-                                           disable=not progress, file=sys.stderr):
+        for item, error in tqdm(loader, total=len(dataset), desc="predict", unit="image",
+                                disable=not progress, file=sys.stderr):
             if error is not None:
                 errors.append(error)
                 continue
+            index, x, image = item
             if note is not None and mode == "sliding" and runs_whole(*x.shape[-2:], tile):
                 note(whole_note(tile, inputs[index].path, x.shape[-2:]))
                 note = None
