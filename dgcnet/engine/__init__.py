@@ -1,1 +1,1 @@
-"""Training, evaluation and fast inference engines."""
+"""Engines: training, evaluation and prediction, and what they need at run time (checkpoints, processes, locks, signals)."""
