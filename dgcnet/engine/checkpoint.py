@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dgcnet.engine import distributed
+from dgcnet.engine.distributed import DistEnv
 from dgcnet.errors import DgcnetError
 from dgcnet.io import atomic_write, fsync_dir, temporary_path
 
@@ -85,6 +87,46 @@ def link_checkpoint(src: str | Path, dst: str | Path) -> None:
             os.fsync(f.fileno())
     os.replace(tmp, dst)
     fsync_dir(dst.parent)
+
+
+class Checkpointer:
+    """A run folder's checkpoints: ``checkpoint_<iteration>.pt`` (the newest ``keep`` kept),
+    ``best.pt``, and :attr:`last`, the latest one written, which a stopped run names.
+
+    Call it on every process: each checkpoint holds the random generators of all of them, and
+    only the main process writes.
+    """
+
+    def __init__(self, run_dir: str | Path, keep: int, env: DistEnv, last: Path | None = None) -> None:
+        self.run_dir, self.keep, self.env = Path(run_dir), keep, env
+        self.last = last  # the checkpoint a resumed run started from, until it writes one
+
+    def holds(self, iteration: int) -> bool:
+        """Whether the latest checkpoint written is that of ``iteration``."""
+        return self.last is not None and self.last.name == checkpoint_path(".", iteration).name
+
+    def save(self, state: dict[str, Any]) -> Path:
+        """``checkpoint_<iteration>.pt`` of ``state`` (without its "rng"), then older ones pruned."""
+        self.last = self._write(state, checkpoint_path(self.run_dir, state["iteration"]))
+        if self.env.is_main:
+            prune_checkpoints(self.run_dir, self.keep)
+        return self.last
+
+    def save_best(self, state: dict[str, Any]) -> None:
+        """``best.pt``: a hard link to the checkpoint of the same iteration when there is one, not a
+        second copy."""
+        best = self.run_dir / BEST_NAME
+        if not self.holds(state["iteration"]):
+            self._write(state, best)
+        elif self.env.is_main:
+            link_checkpoint(self.last, best)
+
+    def _write(self, state: dict[str, Any], path: Path) -> Path:
+        check_finite(state["model"], path)  # on every process, so that all stop together
+        rngs = distributed.gather_objects(rng_state(), self.env)
+        if self.env.is_main:
+            save_checkpoint({**state, "rng": {"world_size": self.env.world_size, "ranks": rngs}}, path)
+        return path
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -185,12 +185,15 @@ class RunLogger:
 
     Lines said before :meth:`open` (the run folder may not exist yet) are kept and written when
     it is. ``tensorboard``: None writes events when tensorboard is installed (and says once how
-    to get it when not), True requires it, False writes none.
+    to get it when not), True requires it, False writes none. ``on_record`` receives every
+    record written to metrics.jsonl.
     """
 
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool | None = None) -> None:
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool | None = None,
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
+        self.on_record = on_record
         self.tensorboard_wanted = tensorboard
         self.metrics_path = self.run_dir / METRICS_NAME
         self.pending: list[str] = []
@@ -251,6 +254,8 @@ class RunLogger:
         if not self.enabled or self.metrics_file is None:
             return
         _append(self.metrics_file, json.dumps(record) + "\n")
+        if self.on_record is not None:
+            self.on_record(record)
         if self.tensorboard is None:
             return
         step = record["iteration"]

@@ -13,7 +13,7 @@ import os
 import random
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -24,10 +24,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
-from dgcnet.config import TrainConfig, config_to_dict, save_config
+from dgcnet.config import LossConfig, TrainConfig, config_to_dict, save_config
 from dgcnet.data.dataset import SegmentationDataset, default_workers
 from dgcnet.data.classes import load_class_file
-from dgcnet.data.labels import CITYSCAPES
+from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.engine import checkpoint as ckpt
 from dgcnet.engine import distributed, precision
 from dgcnet.engine.distributed import DistEnv
@@ -270,17 +270,6 @@ def _check_batch_norm(arch: str, num_classes: int, batch_size: int, crop: tuple[
                               f"for {arch}: {str(error).splitlines()[0]}; use a larger crop or batch") from None
 
 
-def _stop_on_signal(signum: int | None, done: int, last_checkpoint: Path | None, healthy: bool,
-                    save: Callable[[int], Path]) -> None:
-    """SIGTERM or Ctrl-C: a checkpoint of the finished iteration ``done`` (unless steps are being
-    skipped, or one was just written), then :class:`TrainingStopped`."""
-    if healthy and (last_checkpoint is None or last_checkpoint.name != ckpt.checkpoint_path(".", done).name):
-        last_checkpoint = save(done)
-    name = signal.Signals(signum).name if signum else "a signal on another process"
-    raise TrainingStopped(f"stopped by {name} after iteration {done}; last checkpoint: {last_checkpoint or 'none'}; "
-                          f"continue with --resume auto", signum or signal.SIGTERM)
-
-
 def _validate(model: DGCNet, config: TrainConfig, dataset: SegmentationDataset, device: torch.device,
               workers: int) -> tuple[EvalResult, DGCNet]:
     """Scores of a plain (unsynchronised, eval-mode) copy of the weights on the validation list,
@@ -306,9 +295,9 @@ def train(config: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None =
     try:
         # One training per run folder: a second one would overwrite the first one's checkpoints.
         with RunLock(config.run.save_dir) if env.is_main else contextlib.nullcontext():
-            runlog = RunLogger(Path(config.run.save_dir), env.is_main, config.run.tensorboard)
+            runlog = RunLogger(Path(config.run.save_dir), env.is_main, config.run.tensorboard, on_record=on_log)
             try:
-                return _train(config, env, on_log, runlog)
+                return _train(config, env, runlog)
             except BaseException as error:
                 runlog.failed(error)  # train.log says why the run stopped
                 raise
@@ -322,17 +311,34 @@ def train(config: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None =
 IMAGENET_BACKBONES = {"dgcnet_r101": "resnet101-deep.pth", "dgcnet_r50": "resnet50-deep.pth"}
 
 
-def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]], None] | None,
-           runlog: RunLogger) -> TrainResult:
-    cfg_model, cfg_data, cfg_train, cfg_run = config.model, config.data, config.train, config.run
-    run_dir = Path(cfg_run.save_dir)
-    resume_from = _resume_path(cfg_run.resume, run_dir)
-    say = runlog.say
-    _seed_everything(cfg_run.seed + env.rank)  # one seed per process: independent dropout masks
+@dataclass
+class TrainingRun:
+    """What a run holds from one iteration to the next, as :func:`setup_training` leaves it."""
+    config: TrainConfig
+    env: DistEnv
+    run_dir: Path
+    model: DGCNet                        # the weights: what checkpoints and validation read
+    net: nn.Module                       # what the steps run: the model, or DDP around it
+    optimizer: torch.optim.SGD
+    scaler: torch.amp.GradScaler         # enabled for fp16 only
+    forward_loss: Callable[..., tuple[torch.Tensor, torch.Tensor]]  # forward_loss, compiled or not
+    amp_dtype: torch.dtype | None
+    buffers: list[torch.Tensor]          # BatchNorm running statistics, and their copy before the step
+    buffers_before_step: list[torch.Tensor]
+    loaded: Iterator[tuple[int, torch.Tensor, torch.Tensor]]   # (epoch, images, labels) from the loader
+    batches: Iterator[tuple[int, torch.Tensor, torch.Tensor]]  # the same on the device
+    val_dataset: SegmentationDataset | None
+    workers: int                         # loader workers per process
+    start: int                           # the first iteration to run
+    best_miou: float | None
+    resume_from: Path | None
 
-    if not env.distributed:  # synchronised BatchNorm sees every process's batch
-        _check_batch_norm(cfg_model.arch, cfg_model.num_classes, cfg_train.batch_size, cfg_data.input_size)
-    # Data: the list's cheap checks (syntax, files exist) run here, before anything heavy.
+
+def _datasets(config: TrainConfig, env: DistEnv, say: Callable[[str], None]
+              ) -> tuple[ClassInfo, SegmentationDataset, DistributedSampler, SegmentationDataset | None]:
+    """The classes, the training data and its sampler, the validation data. The list's cheap
+    checks (syntax, files exist) run here, before anything heavy."""
+    cfg_data, cfg_model, cfg_run, cfg_train = config.data, config.model, config.run, config.train
     if cfg_data.data_list is None:
         raise DgcnetError("no training list: set data.data_list (--data_list)")
     classes = load_class_file(cfg_data.classes) if cfg_data.classes else CITYSCAPES
@@ -353,61 +359,84 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
     if config.val.every:
         val_dataset = SegmentationDataset(config.val.data_dir or cfg_data.data_dir, config.val.data_list,
                                           classes=classes, rgb=cfg_data.rgb)
+    return classes, dataset, sampler, val_dataset
 
-    # Model: starting weights, then synchronised BN, then the optimizer over the final parameters.
+
+def _build_model(config: TrainConfig, env: DistEnv, classes: ClassInfo, resumed: bool,
+                 say: Callable[[str], None]) -> DGCNet:
+    """The model with its starting weights (unless resumed), synchronised BN, on the device."""
+    cfg_model = config.model
     # The model's facts (classes, normalisation, crop) travel in every checkpoint.
     model = build_model(cfg_model.arch, cfg_model.num_classes, info=classes_info(
-        cfg_model.arch, classes, rgb=cfg_data.rgb, crop_size=cfg_data.input_size))
+        cfg_model.arch, classes, rgb=config.data.rgb, crop_size=config.data.input_size))
     for module in model.dsn.modules():
         if isinstance(module, nn.Dropout2d):
             module.p = cfg_model.aux_dropout
-    if cfg_model.restore_from and resume_from is None:
+    if cfg_model.restore_from and not resumed:
         say(restore_weights(model, cfg_model.restore_from))
-    elif resume_from is None and cfg_model.arch in IMAGENET_BACKBONES:
+    elif not resumed and cfg_model.arch in IMAGENET_BACKBONES:
         say(f"warning: training {cfg_model.arch} from random weights. The published recipe (80.3 mIoU on "
             f"Cityscapes val) starts from the ImageNet deep-stem backbone {IMAGENET_BACKBONES[cfg_model.arch]}: "
             f"get it as docs/weights.md says and pass --restore-from FILE_OR_URL")
     if env.distributed:
         model = distributed.sync_batchnorm(model, env.device)
     model.to(env.device)
-    if cfg_train.channels_last:
+    if config.train.channels_last:
         model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _resume(path: Path, config: TrainConfig, model: DGCNet, optimizer: torch.optim.Optimizer,
+            scaler: torch.amp.GradScaler) -> tuple[int, float | None, dict[str, Any]]:
+    """Load the checkpoint's weights and optimizer; its iteration, best mIoU and random generators."""
+    state = ckpt.load_checkpoint(path)
+    _check_resume(state, config, path)
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+        raise DgcnetError(f"{path}: does not fit this run: {str(error).strip().splitlines()[0]}") from None
+    return state["iteration"], state.get("best_miou"), state["rng"]
+
+
+def _restore_rng(saved: dict[str, Any], env: DistEnv, path: Path, say: Callable[[str], None]) -> None:
+    if saved["world_size"] == env.world_size:
+        ckpt.set_rng_state(saved["ranks"][env.rank], path)
+    else:
+        say(f"note: the checkpoint was written by {saved['world_size']} processes, this run has "
+            f"{env.world_size}: random streams (dropout) restart from the seed")
+
+
+def setup_training(config: TrainConfig, env: DistEnv, runlog: RunLogger) -> TrainingRun:
+    """Everything before the first step: seeds, data, model (starting weights, synchronised BN),
+    optimizer, resume, the run folder, and last the random generators a resumed run saved."""
+    cfg_data, cfg_train, cfg_run = config.data, config.train, config.run
+    run_dir = Path(cfg_run.save_dir)
+    resume_from = _resume_path(cfg_run.resume, run_dir)
+    say = runlog.say
+    _seed_everything(cfg_run.seed + env.rank)  # one seed per process: independent dropout masks
+
+    if not env.distributed:  # synchronised BatchNorm sees every process's batch
+        _check_batch_norm(config.model.arch, config.model.num_classes, cfg_train.batch_size, cfg_data.input_size)
+    classes, dataset, sampler, val_dataset = _datasets(config, env, say)
+    # Starting weights, then synchronised BN, then the optimizer over the final parameters.
+    model = _build_model(config, env, classes, resume_from is not None, say)
     optimizer = build_optimizer(model, cfg_train.lr, cfg_train.momentum, cfg_train.weight_decay,
                                 cfg_train.decay_norm_and_bias)
     scaler = torch.amp.GradScaler(env.device.type, enabled=cfg_train.amp == "fp16")
     if cfg_train.amp == "fp16" and env.device.type == "cpu":
         say("note: fp16 training on the CPU is very slow in PyTorch (convolution backward); bf16 is the CPU choice")
-
     start, best_miou, saved_rng = 0, None, None
     if resume_from is not None:
-        state = ckpt.load_checkpoint(resume_from)
-        _check_resume(state, config, resume_from)
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if state["scaler"]:
-                scaler.load_state_dict(state["scaler"])
-        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
-            raise DgcnetError(f"{resume_from}: does not fit this run: {str(error).strip().splitlines()[0]}") from None
-        start, best_miou, saved_rng = state["iteration"], state.get("best_miou"), state["rng"]
+        start, best_miou, saved_rng = _resume(resume_from, config, model, optimizer, scaler)
         say(f"resumed from {resume_from} at iteration {start}")
 
     net: nn.Module = model
     if env.distributed:
         net = DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None,
                                       forward_sync_buffers=False)  # synchronised BN keeps buffers equal
-
-    def forward_loss(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss, and (loss, main term, auxiliary term) detached for the log."""
-        with torch.autocast(env.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            outputs = net(images)
-        main, aux = dgcnet_loss_terms(outputs, labels, ohem_thresh=config.loss.ohem_thresh,
-                                      ohem_min_kept=config.loss.ohem_min_kept)
-        loss = main + config.loss.aux_weight * aux
-        return loss, torch.stack([loss, main, aux]).detach()
-
-    if cfg_train.compile:  # one graph for the network and the loss: the loss's full-size passes fuse
-        forward_loss = torch.compile(forward_loss)
     if env.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -417,149 +446,199 @@ def _train(config: TrainConfig, env: DistEnv, on_log: Callable[[dict[str, Any]],
         if resume_from is not None:
             _keep_earlier_config(run_dir / "config.yaml", config, start)
         save_config(config, run_dir / "config.yaml")
-    total = cfg_train.num_steps
     params = sum(p.numel() for p in model.parameters())
     workers = cfg_data.workers
     if workers is None:
         workers = default_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    say(f"training {cfg_model.arch} ({params:,} parameters) on {len(dataset)} images, {env.world_size} "
+    say(f"training {config.model.arch} ({params:,} parameters) on {len(dataset)} images, {env.world_size} "
         f"process(es) x batch {cfg_train.batch_size} on {env.device}, {workers} loader worker(s) each, "
-        f"iterations {start}..{total}, run folder {run_dir}")
+        f"iterations {start}..{cfg_train.num_steps}, run folder {run_dir}")
     runlog.open(start)
-
-    def save(iteration: int, path: Path | None = None) -> Path:
-        path = path or ckpt.checkpoint_path(run_dir, iteration)
-        ckpt.check_finite(model.state_dict(), path)  # on every process, so that all stop together
-        rngs = distributed.gather_objects(ckpt.rng_state(), env)
-        if env.is_main:
-            ckpt.save_checkpoint({
-                "format": ckpt.FORMAT, "model": model.state_dict(), "arch": model.arch,
-                "num_classes": model.num_classes, "info": model.info.to_dict(),
-                "config": config_to_dict(config), "iteration": iteration, "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "rng": {"world_size": env.world_size, "ranks": rngs}, "best_miou": best_miou,
-            }, path)
-            if path.name != ckpt.BEST_NAME:
-                ckpt.prune_checkpoints(run_dir, cfg_run.keep)
-        return path
-
-    def log(record: dict[str, Any]) -> None:
-        runlog.record(record)
-        if on_log is not None and env.is_main:
-            on_log(record)
-
     if saved_rng is not None:  # last, after everything that draws random numbers while setting up
-        if saved_rng["world_size"] == env.world_size:
-            ckpt.set_rng_state(saved_rng["ranks"][env.rank], resume_from)
-        else:
-            say(f"note: the checkpoint was written by {saved_rng['world_size']} processes, this run has "
-                f"{env.world_size}: random streams (dropout) restart from the seed")
+        _restore_rng(saved_rng, env, resume_from, say)
 
-    amp_dtype = precision.amp_dtype(cfg_train.amp)
-    param_dtype = next(model.parameters()).dtype  # float32, unless built under another default dtype
     buffers = list(model.buffers())
-    buffers_before_step = [b.clone() for b in buffers]
+    param_dtype = next(model.parameters()).dtype  # float32, unless built under another default dtype
     loaded = _batches(dataset, sampler, cfg_train.batch_size, workers, env.device.type == "cuda", start)
-    batches = _on_device(loaded, env.device, param_dtype, cfg_train.channels_last)
-    runlog.progress(total, start)
-    meter = StepMeter(start, total)
-    last_checkpoint = resume_from
-    loss_sums, loss_steps, skipped, nonfinite_in_row, final_loss = [0.0, 0.0, 0.0], 0, 0, 0, None
-    net.train()
-    stop = StopSignals()  # entered and left by hand: the loop keeps its indentation
+    return TrainingRun(
+        config=config, env=env, run_dir=run_dir, model=model, net=net, optimizer=optimizer, scaler=scaler,
+        # One graph for the network and the loss when compiled: the loss's full-size passes fuse.
+        forward_loss=torch.compile(forward_loss) if cfg_train.compile else forward_loss,
+        amp_dtype=precision.amp_dtype(cfg_train.amp), buffers=buffers,
+        buffers_before_step=[b.clone() for b in buffers], loaded=loaded,
+        batches=_on_device(loaded, env.device, param_dtype, cfg_train.channels_last),
+        val_dataset=val_dataset, workers=workers, start=start, best_miou=best_miou, resume_from=resume_from)
+
+
+def forward_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss: LossConfig,
+                 amp_dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss, and (loss, main term, auxiliary term) detached for the log."""
+    with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        outputs = net(images)
+    main, aux = dgcnet_loss_terms(outputs, labels, ohem_thresh=loss.ohem_thresh, ohem_min_kept=loss.ohem_min_kept)
+    total = main + loss.aux_weight * aux
+    return total, torch.stack([total, main, aux]).detach()
+
+
+@dataclass
+class StepResult:
+    loss_terms: torch.Tensor            # (loss, main term, auxiliary term), detached
+    finite: bool                        # False: the step was skipped, its BN statistics updates undone
+    grad_norm: torch.Tensor | None      # None when the loss was not finite
+
+
+def train_step(run: TrainingRun, images: torch.Tensor, labels: torch.Tensor) -> StepResult:
+    """One optimizer step, or none when the loss or the gradients are not finite."""
+    torch._foreach_copy_(run.buffers_before_step, run.buffers)  # a few kernels, not one per buffer
+    loss, loss_terms = run.forward_loss(run.net, images, labels, run.config.loss, run.amp_dtype)
+    run.optimizer.zero_grad(set_to_none=True)
+    # Every process takes the same decision, so DDP's collectives stay in step.
+    finite = distributed.all_true(bool(torch.isfinite(loss.detach())), run.env)
+    grad_norm = None
+    if finite:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), float("inf"))
+        if run.scaler.is_enabled():  # fp16: the scaler skips overflowing steps and lowers its scale
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+        else:  # gradients are already averaged, so every process sees the same norm
+            finite = bool(torch.isfinite(grad_norm))
+            if finite:
+                run.optimizer.step()
+    if not finite:
+        # Forward already moved the BN running statistics towards the bad batch: undo that.
+        torch._foreach_copy_(run.buffers, run.buffers_before_step)
+        run.optimizer.zero_grad(set_to_none=True)
+    return StepResult(loss_terms, finite, grad_norm)
+
+
+@dataclass
+class _Tally:
+    """The loop's counts: skipped steps, non-finite steps in a row, and the loss of the log interval."""
+    skipped: int = 0
+    nonfinite_in_row: int = 0
+    sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss, main term, auxiliary term
+    steps: int = 0                      # finite steps in the interval
+    final_loss: float | None = None     # the mean loss of the last interval
+
+    def add(self, step: StepResult) -> None:
+        if step.finite:
+            self.nonfinite_in_row = 0
+            self.sums = [a + b for a, b in zip(self.sums, step.loss_terms.tolist())]
+            self.steps += 1
+        else:
+            self.skipped += 1
+            self.nonfinite_in_row += 1
+
+    def interval_means(self, env: DistEnv) -> list[float | None]:
+        """Means over the interval and the processes (None without a finite step); starts the next interval."""
+        means = [distributed.mean_over_processes(v / self.steps if self.steps else 0.0, env) for v in self.sums]
+        if not self.steps:
+            means = [None, None, None]
+        self.final_loss = means[0]
+        self.sums, self.steps = [0.0, 0.0, 0.0], 0
+        return means
+
+
+def _too_many_nonfinite(tally: _Tally, done: int, last: Path | None) -> DgcnetError:
+    return DgcnetError(f"{tally.nonfinite_in_row} non-finite losses or gradients in a row (last at iteration "
+                       f"{done}); stopped. Last checkpoint: {last or 'none'}. "
+                       f"Try a lower train.lr, --amp off, or check the data and starting weights")
+
+
+def _log_interval(run: TrainingRun, runlog: RunLogger, tally: _Tally, meter: StepMeter, step: StepResult,
+                  done: int, epoch: int, lr: float) -> None:
+    loss, main, aux = tally.interval_means(run.env)
+    record = {"iteration": done, "epoch": epoch, "loss": loss, "lr": lr, "loss_main": main, "loss_aux": aux,
+              **meter.interval(done), "peak_memory_gb": peak_memory_gb(run.env.device),
+              "skipped_steps": tally.skipped}
+    if step.finite:
+        record["grad_norm"] = float(step.grad_norm)
+    runlog.say(log_line(record, run.config.train.num_steps))
+    runlog.record(record)
+
+
+def _validation(run: TrainingRun, runlog: RunLogger, done: int) -> bool:
+    """Validate on the main process, log the mIoU on all; whether it is the best so far."""
+    config = run.config
+    miou, val_iou = None, None
+    if run.env.is_main:
+        scores, plain = _validate(run.model, config, run.val_dataset, run.env.device, run.workers)
+        miou, val_iou = scores.miou, dict(zip(scores.class_names, scores.iou.tolist()))
+        if runlog.wants_images():
+            runlog.images("val_prediction", validation_pictures(
+                plain, run.val_dataset, mode=config.val.mode, tile=config.val.tile, amp=config.train.amp), done)
+    miou = distributed.gather_objects(miou, run.env)[0]  # every process learns the result
+    improved = run.best_miou is None or miou > run.best_miou
+    run.best_miou = miou if improved else run.best_miou
+    runlog.say(f"validation at iteration {done}: mIoU = {miou:.4f} (best {run.best_miou:.4f})")
+    runlog.record({"iteration": done, "val_miou": miou, "best_miou": run.best_miou, "val_iou": val_iou})
+    run.net.train()
+    return improved
+
+
+def _checkpoint_state(run: TrainingRun, iteration: int) -> dict[str, Any]:
+    """What a checkpoint holds, but the random generators (the checkpointer gathers those)."""
+    model, scaler = run.model, run.scaler
+    return {"format": ckpt.FORMAT, "model": model.state_dict(), "arch": model.arch,
+            "num_classes": model.num_classes, "info": model.info.to_dict(),
+            "config": config_to_dict(run.config), "iteration": iteration, "optimizer": run.optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None, "best_miou": run.best_miou}
+
+
+def _stop_on_signal(signum: int | None, run: TrainingRun, checkpoints: ckpt.Checkpointer, done: int,
+                    healthy: bool) -> None:
+    """SIGTERM or Ctrl-C: a checkpoint of the finished iteration ``done`` (unless steps are being
+    skipped, or one was just written), then :class:`TrainingStopped`."""
+    if healthy and not checkpoints.holds(done):
+        checkpoints.save(_checkpoint_state(run, done))
+    name = signal.Signals(signum).name if signum else "a signal on another process"
+    raise TrainingStopped(f"stopped by {name} after iteration {done}; last checkpoint: {checkpoints.last or 'none'}; "
+                          f"continue with --resume auto", signum or signal.SIGTERM)
+
+
+def _train(config: TrainConfig, env: DistEnv, runlog: RunLogger) -> TrainResult:
+    run = setup_training(config, env, runlog)
+    cfg_train, cfg_run, total = config.train, config.run, config.train.num_steps
+    checkpoints = ckpt.Checkpointer(run.run_dir, cfg_run.keep, env, last=run.resume_from)
+    tally, meter = _Tally(), StepMeter(run.start, total)
+    runlog.progress(total, run.start)
+    run.net.train()
     try:
-        stop.__enter__()
-        for iteration in range(start, total):
-            waiting = time.perf_counter()
-            epoch, images, labels = next(batches)
-            meter.add_wait(time.perf_counter() - waiting)
-            lr = poly_lr(cfg_train.lr, iteration, total, cfg_train.poly_power)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            torch._foreach_copy_(buffers_before_step, buffers)  # a few kernels, not one per buffer
-
-            loss, loss_terms = forward_loss(images, labels)
-            optimizer.zero_grad(set_to_none=True)
-            # Every process takes the same decision, so DDP's collectives stay in step.
-            finite = distributed.all_true(bool(torch.isfinite(loss.detach())), env)
-            if finite:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-                if scaler.is_enabled():  # fp16: the scaler skips overflowing steps and lowers its scale
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:  # gradients are already averaged, so every process sees the same norm
-                    finite = bool(torch.isfinite(grad_norm))
-                    if finite:
-                        optimizer.step()
-            if finite:
-                nonfinite_in_row = 0
-                loss_sums = [a + b for a, b in zip(loss_sums, loss_terms.tolist())]
-                loss_steps += 1
-            else:
-                # Forward already moved the BN running statistics towards the bad batch: undo that.
-                torch._foreach_copy_(buffers, buffers_before_step)
-                optimizer.zero_grad(set_to_none=True)
-                skipped += 1
-                nonfinite_in_row += 1
-                if nonfinite_in_row >= cfg_train.max_nonfinite_steps:
-                    raise DgcnetError(
-                        f"{nonfinite_in_row} non-finite losses or gradients in a row (last at iteration "
-                        f"{iteration + 1}); stopped. Last checkpoint: {last_checkpoint or 'none'}. "
-                        f"Try a lower train.lr, --amp off, or check the data and starting weights")
-            done = iteration + 1
-            runlog.step()
-
-            if done % cfg_run.log_every == 0 or done == total:
-                # Means over the interval and the processes: loss, main term, auxiliary term.
-                means = [distributed.mean_over_processes(v / loss_steps if loss_steps else 0.0, env) for v in loss_sums]
-                final_loss = means[0] if loss_steps else None
-                record = {"iteration": done, "epoch": epoch, "loss": final_loss, "lr": lr,
-                          "loss_main": means[1] if loss_steps else None, "loss_aux": means[2] if loss_steps else None,
-                          **meter.interval(done), "peak_memory_gb": peak_memory_gb(env.device),
-                          "skipped_steps": skipped}
-                if finite:
-                    record["grad_norm"] = float(grad_norm)
-                say(log_line(record, total))
-                log(record)
-                loss_sums, loss_steps = [0.0, 0.0, 0.0], 0
-
-            improved = False
-            if val_dataset is not None and (done % config.val.every == 0 or done == total):
-                miou, val_iou, validating = None, None, time.perf_counter()
-                if env.is_main:
-                    scores, plain = _validate(model, config, val_dataset, env.device, workers)
-                    miou, val_iou = scores.miou, dict(zip(scores.class_names, scores.iou.tolist()))
-                    if runlog.wants_images():
-                        runlog.images("val_prediction", validation_pictures(
-                            plain, val_dataset, mode=config.val.mode, tile=config.val.tile, amp=cfg_train.amp), done)
-                miou = distributed.gather_objects(miou, env)[0]  # every process learns the result
-                improved = best_miou is None or miou > best_miou
-                best_miou = miou if improved else best_miou
-                say(f"validation at iteration {done}: mIoU = {miou:.4f} (best {best_miou:.4f})")
-                log({"iteration": done, "val_miou": miou, "best_miou": best_miou, "val_iou": val_iou})
-                net.train()
-                meter.exclude_since(validating)  # validation is not a step
-
-            # After validation, so that the checkpoint holds this iteration's best_miou. Not while
-            # steps are being skipped: the weights that gave non-finite values would replace (and,
-            # pruning, delete) the last good checkpoint that the stop message names.
-            checkpoint_now = (done % cfg_run.save_every == 0 and nonfinite_in_row == 0) or done == total
-            if checkpoint_now:
-                last_checkpoint = save(done)
-            if improved and not checkpoint_now:
-                save(done, run_dir / ckpt.BEST_NAME)
-            elif improved and env.is_main:  # the same checkpoint: a hard link, not a second copy
-                ckpt.link_checkpoint(last_checkpoint, run_dir / ckpt.BEST_NAME)
-
-            if done < total and not distributed.all_true(not stop.requested, env):
-                _stop_on_signal(stop.signum, done, last_checkpoint, nonfinite_in_row == 0, save)
+        with StopSignals() as stop:
+            for iteration in range(run.start, total):
+                done, waiting = iteration + 1, time.perf_counter()
+                epoch, images, labels = next(run.batches)
+                meter.add_wait(time.perf_counter() - waiting)
+                lr = poly_lr(cfg_train.lr, iteration, total, cfg_train.poly_power)
+                for group in run.optimizer.param_groups:
+                    group["lr"] = lr
+                step = train_step(run, images, labels)
+                tally.add(step)
+                if not step.finite and tally.nonfinite_in_row >= cfg_train.max_nonfinite_steps:
+                    raise _too_many_nonfinite(tally, done, checkpoints.last)
+                runlog.step()
+                if done % cfg_run.log_every == 0 or done == total:
+                    _log_interval(run, runlog, tally, meter, step, done, epoch, lr)
+                improved = False
+                if run.val_dataset is not None and (done % config.val.every == 0 or done == total):
+                    validating = time.perf_counter()
+                    improved = _validation(run, runlog, done)
+                    meter.exclude_since(validating)  # validation is not a step
+                # After validation, so that the checkpoint holds this iteration's best_miou. Not while
+                # steps are being skipped: the weights that gave non-finite values would replace (and,
+                # pruning, delete) the last good checkpoint that the stop message names.
+                if (done % cfg_run.save_every == 0 and tally.nonfinite_in_row == 0) or done == total:
+                    checkpoints.save(_checkpoint_state(run, done))
+                if improved:
+                    checkpoints.save_best(_checkpoint_state(run, done))
+                if done < total and not distributed.all_true(not stop.requested, env):
+                    _stop_on_signal(stop.signum, run, checkpoints, done, tally.nonfinite_in_row == 0)
     finally:
-        stop.__exit__()
-        batches.close()
-        loaded.close()
+        run.batches.close()
+        run.loaded.close()
 
-    final = ckpt.checkpoint_path(run_dir, total)
-    say(f"done: {total} iterations, {skipped} skipped, final checkpoint {final}")
-    return TrainResult(run_dir, final, total, final_loss, skipped, best_miou, runlog.metrics_path)
+    final = ckpt.checkpoint_path(run.run_dir, total)
+    runlog.say(f"done: {total} iterations, {tally.skipped} skipped, final checkpoint {final}")
+    return TrainResult(run.run_dir, final, total, tally.final_loss, tally.skipped, run.best_miou, runlog.metrics_path)
