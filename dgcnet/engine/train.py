@@ -1,10 +1,11 @@
 """Training: the published recipe on the CPU, one GPU, or several GPUs / machines through torchrun.
 
-Reads top to bottom: processes and seeds, data, model (starting weights, synchronised BN),
-optimizer, resume, then the loop (poly learning rate, forward, loss, step, log, checkpoint,
-validate). Every sample's augmentation comes from (seed, epoch, index) and every process's
-random generators are saved in the checkpoints, so a resumed run continues exactly as the
-uninterrupted run would have.
+:func:`train` runs :func:`setup_training` (seeds, data, model with its starting weights and
+synchronised BN, optimizer, resume), which returns the run's state (:class:`TrainingRun`), then
+the loop in ``_train``: poly learning rate, :func:`train_step`, log, validate, checkpoint
+(:class:`~dgcnet.engine.checkpoint.Checkpointer`), stop on a signal. Every sample's augmentation
+comes from (seed, epoch, index) and every process's random generators are saved in the
+checkpoints, so a resumed run continues exactly as the uninterrupted run would have.
 """
 from __future__ import annotations
 
@@ -268,21 +269,6 @@ def _check_batch_norm(arch: str, num_classes: int, batch_size: int, crop: tuple[
         except (ValueError, RuntimeError) as error:
             raise DgcnetError(f"data.input_size {crop[0]}x{crop[1]} with train.batch_size {batch_size} is too small "
                               f"for {arch}: {str(error).splitlines()[0]}; use a larger crop or batch") from None
-
-
-def _validate(model: DGCNet, config: TrainConfig, dataset: SegmentationDataset, device: torch.device,
-              workers: int) -> tuple[EvalResult, DGCNet]:
-    """Scores of a plain (unsynchronised, eval-mode) copy of the weights on the validation list,
-    and that copy."""
-    from dgcnet.engine.evaluate import evaluate
-
-    plain = build_model(model.arch, model.num_classes, info=model.info)
-    plain.load_state_dict(model.state_dict())
-    result = evaluate(plain, dataset, mode=config.val.mode, tile=config.val.tile, device=device,
-                      amp=config.train.amp, workers=workers, progress=False)
-    if result.miou is None:
-        raise DgcnetError(f"{config.val.data_list}: no labelled image to validate on")
-    return result, plain
 
 
 def train(config: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
@@ -559,6 +545,21 @@ def _log_interval(run: TrainingRun, runlog: RunLogger, tally: _Tally, meter: Ste
     runlog.record(record)
 
 
+def _validate(model: DGCNet, config: TrainConfig, dataset: SegmentationDataset, device: torch.device,
+              workers: int) -> tuple[EvalResult, DGCNet]:
+    """Scores of a plain (unsynchronised, eval-mode) copy of the weights on the validation list,
+    and that copy."""
+    from dgcnet.engine.evaluate import evaluate
+
+    plain = build_model(model.arch, model.num_classes, info=model.info)
+    plain.load_state_dict(model.state_dict())
+    result = evaluate(plain, dataset, mode=config.val.mode, tile=config.val.tile, device=device,
+                      amp=config.train.amp, workers=workers, progress=False)
+    if result.miou is None:
+        raise DgcnetError(f"{config.val.data_list}: no labelled image to validate on")
+    return result, plain
+
+
 def _validation(run: TrainingRun, runlog: RunLogger, done: int) -> bool:
     """Validate on the main process, log the mIoU on all; whether it is the best so far."""
     config = run.config
@@ -599,6 +600,7 @@ def _stop_on_signal(signum: int | None, run: TrainingRun, checkpoints: ckpt.Chec
 
 
 def _train(config: TrainConfig, env: DistEnv, runlog: RunLogger) -> TrainResult:
+    """The loop: one step per iteration, then the duties that fall on that iteration."""
     run = setup_training(config, env, runlog)
     cfg_train, cfg_run, total = config.train, config.run, config.train.num_steps
     checkpoints = ckpt.Checkpointer(run.run_dir, cfg_run.keep, env, last=run.resume_from)
