@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from dgcnet.config import LossConfig, TrainConfig, config_to_dict, save_config
-from dgcnet.data.dataset import SegmentationDataset, default_workers
+from dgcnet.data.dataset import ReportErrors, SegmentationDataset, default_workers
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.engine import checkpoint as ckpt
@@ -107,9 +107,7 @@ def _seed_everything(seed: int) -> None:
 
 class _EpochSamples(Dataset):
     """The training samples keyed by (epoch, index): one loader, and its workers, serve every epoch,
-    so no epoch starts by waiting for freshly started workers. A file that cannot be read gives
-    its one-line message instead of a sample: raised in a loader worker, the error would reach the
-    user wrapped in the worker's traceback."""
+    so no epoch starts by waiting for freshly started workers."""
 
     def __init__(self, dataset: SegmentationDataset) -> None:
         self.dataset = dataset
@@ -117,21 +115,18 @@ class _EpochSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int] | str:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
         epoch, index = key
         self.dataset.set_epoch(epoch)
-        try:
-            return self.dataset[index]
-        except DgcnetError as error:
-            return str(error)
+        return self.dataset[index]
 
 
-def _collate(items: list[tuple[torch.Tensor, torch.Tensor, int] | str]) -> list | str:
-    """A batch, or the message of its first unreadable sample."""
-    for item in items:
-        if isinstance(item, str):
-            return item
-    return default_collate(items)
+def _collate(items: list[tuple[Any, str | None]]) -> list | str:
+    """A batch, or the message of its first unreadable sample (items as ReportErrors gives them)."""
+    for _, error in items:
+        if error is not None:
+            return error
+    return default_collate([item for item, _ in items])
 
 
 def _batch_keys(sampler: DistributedSampler, batch_size: int, start: int) -> Iterator[list[tuple[int, int]]]:
@@ -158,7 +153,7 @@ def _batches(dataset: SegmentationDataset, sampler: DistributedSampler, batch_si
     (seed, epoch, index) alone, whatever the workers."""
     per_epoch = len(sampler) // batch_size
     # Its own generator: creating loader workers must not consume the global (dropout) RNG.
-    loader = DataLoader(_EpochSamples(dataset), batch_sampler=_batch_keys(sampler, batch_size, start),
+    loader = DataLoader(ReportErrors(_EpochSamples(dataset)), batch_sampler=_batch_keys(sampler, batch_size, start),
                         num_workers=workers, collate_fn=_collate, pin_memory=pin_memory, generator=torch.Generator(),
                         worker_init_fn=_init_loader_worker)
     for iteration, batch in enumerate(loader, start):
