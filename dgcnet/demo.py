@@ -25,7 +25,7 @@ from dgcnet.data.labels import CITYSCAPES
 from dgcnet.data.synth import write_synth
 from dgcnet.data.transforms import read_image, read_label
 from dgcnet.engine.evaluate import EvalResult, evaluate, write_results
-from dgcnet.engine.heap import keep_freed_memory
+from dgcnet.engine.heap import use_fast_heap
 from dgcnet.models.fast import optimize_for_inference
 from dgcnet.engine.predict import FORMAT_DIRS, collect_inputs, predict_files
 from dgcnet.engine.runlog import read_metrics
@@ -162,7 +162,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
     # Evaluation and prediction run as `dgcnet eval` and `dgcnet predict` do without flags: by
     # the model's own facts (sliding window of its training crop).
     t = time.perf_counter()
-    heap = "keep freed blocks" if settings.keep_freed_memory and device.type == "cpu" and keep_freed_memory() else "default"
+    heap = use_fast_heap(device.type) if settings.keep_freed_memory else "default"
     model = optimize_for_inference(load_model(trained.checkpoint, device=device))
     info = model.info
     say(f"[3/5] evaluating on {settings.val_images} validation images (sliding window: tile {info.tile}, "

@@ -72,7 +72,7 @@ def add_parser(subparsers: CommandAdder) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    check_output_dir(args.out, "--out")
+    check_output_dir(args.out, "--output-dir")
     write_synth(args.out, train=args.train, val=args.val, test=args.test, size=args.size, seed=args.seed,
                 progress=sys.stderr.isatty())
     h, w = args.size
@@ -82,7 +82,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_lists(args: argparse.Namespace) -> int:
-    check_output_dir(args.out, "--out")
+    check_output_dir(args.out, "--output-dir")
     written = write_authors_lists(args.out) if args.authors else write_lists(args.data_dir, args.out)
     for name, lines in written.items():
         print(f"{args.out / name}: {lines} lines")

@@ -22,12 +22,12 @@ def add_parser(subparsers: CommandAdder) -> None:
                     "832 at stride 555 for the published weights; images no larger than the tile run whole) and "
                     "write OUTPUT/result/: result.txt ({\"meanIU\", \"IU_array\"}), per_class.md/.csv, "
                     "confusion.npy/.png and summary.json. A list without labels (test.txt) only predicts: labelIds PNGs unless --save-pred says otherwise.")
-    p.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True, help="dataset root folder")
-    p.add_argument("--data-list", "--data_list", dest="data_list", required=True,
+    p.add_argument("--data-dir", required=True, help="dataset root folder")
+    p.add_argument("--data-list", required=True,
                    help="data list: 'image<TAB>label' per line relative to --data-dir (label optional)")
-    p.add_argument("--output-dir", "--output_dir", dest="output_dir", default="eval_output",
+    p.add_argument("--output-dir", default="eval_output",
                    help="output folder (default: ./eval_output)")
-    p.add_argument("--save-pred", "--save_pred", dest="save_pred", type=parse_formats_arg, default=(),
+    p.add_argument("--save-pred", type=parse_formats_arg, default=(),
                    help="also write predictions, any of: " + ", ".join(FORMAT_DIRS) + " (comma-separated); "
                         "labelids are the Cityscapes test-server PNGs, in OUTPUT/labelIds/")
     p.add_argument("--overwrite", action="store_true",

@@ -33,7 +33,7 @@ def scales_list(text: str) -> tuple[float, ...]:
 
 def add_inference_args(p: argparse.ArgumentParser) -> None:
     """The flags eval and predict share: checkpoint, inference mode, device."""
-    p.add_argument("--restore-from", "--restore_from", dest="restore_from", required=True, metavar="CKPT",
+    p.add_argument("--restore-from", required=True, metavar="CKPT",
                    help="weights: released .safetensors, training checkpoint, the authors' .pth or a "
                         "MindSpore .ckpt; or an http(s) URL of one (downloaded once into the torch hub cache, "
                         "#sha256=HEX pins it), a Hugging Face folder or hf://OWNER/NAME")
@@ -49,19 +49,19 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scales", type=scales_list, default=(1.0,),
                    help="comma-separated image scales whose logits are summed, e.g. 0.75,1.0,1.25 (default: 1.0)")
     p.add_argument("--flip", action="store_true", help="also run the mirrored image and average the logits")
-    p.add_argument("--batch-tiles", "--batch_tiles", dest="batch_tiles", type=positive_int, default=4,
+    p.add_argument("--batch-tiles", type=positive_int, default=4,
                    help="sliding-window tiles per forward pass (default: 4)")
     p.add_argument("--amp", choices=AMP_MODES, default="off",
                    help="mixed precision for the forward pass; logits are summed in float32 (default: off)")
     add_device_arg(p)
     p.add_argument("--workers", type=count, default=None,
                    help="image loading processes; 0 loads inline (default: the CPUs less one, at most 16)")
-    p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=positive_int, default=None,
+    p.add_argument("--num-classes", type=positive_int, default=None,
                    help="number of classes, only for files that do not record it (default: from the file)")
     p.add_argument("--classes", default=None, metavar="FILE",
                    help="class file (YAML/JSON: names, colours, ignore index, id mapping) of your own data "
                         "(default: the classes the weights record: names, colours, label ids)")
-    p.add_argument("--max-pixels", "--max_pixels", dest="max_pixels", type=positive_int, default=None,
+    p.add_argument("--max-pixels", type=positive_int, default=None,
                    help=f"refuse images above this many pixels, before decoding them (default: "
                         f"${MAX_PIXELS_ENV} or {MAX_PIXELS:,} = 8192x8192)")
     p.add_argument("--no-fast", dest="fast", action="store_false",
@@ -90,11 +90,9 @@ def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:
 def fast_heap(args: argparse.Namespace, model: nn.Module) -> str:
     """The fast path on the CPU keeps large freed blocks (a process-wide malloc setting, made here
     explicitly); returns the heap setting to record."""
-    from dgcnet.engine.heap import keep_freed_memory
+    from dgcnet.engine.heap import use_fast_heap
 
-    if args.fast and next(model.parameters()).device.type == "cpu" and keep_freed_memory():
-        return "keep freed blocks"
-    return "default"
+    return use_fast_heap(next(model.parameters()).device.type) if args.fast else "default"
 
 
 def describe_tile(args: argparse.Namespace, model: nn.Module) -> tuple[int, int]:

@@ -20,8 +20,8 @@ def add_parser(subparsers: CommandAdder) -> None:
                     "the exit status is then 1.")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="image files, folders (searched recursively) or glob patterns (quote them)")
-    p.add_argument("--output-dir", "--output_dir", dest="output_dir", required=True, help="output folder")
-    p.add_argument("--save-pred", "--format", dest="save_pred", type=parse_formats_arg, default=("color",),
+    p.add_argument("--output-dir", required=True, help="output folder")
+    p.add_argument("--save-pred", "--format", type=parse_formats_arg, default=("color",),
                    help="what to write, comma-separated: " + ", ".join(FORMAT_DIRS) + " (default: color)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace prediction files an earlier run left in the output folder (inputs are never "

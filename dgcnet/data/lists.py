@@ -110,8 +110,6 @@ def write_authors_lists(out_dir: str | Path) -> dict[str, int]:
 def write_list_files(out_dir: str | Path, contents: dict[str, bytes]) -> None:
     """Write list files, refusing to replace a different file that is already there."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DgcnetError(f"{out_dir}: not a folder")
     for name, data in contents.items():
         path = out_dir / name
         if path.exists() and (not path.is_file() or path.read_bytes() != data):

@@ -37,3 +37,11 @@ def loader_worker_init(worker_id: int) -> None:
     of faulting in fresh ones: about a third of a worker's augmentation time on a 2-core VM
     (`dgcnet benchmark --mode data`)."""
     keep_freed_memory()
+
+
+def use_fast_heap(device_type: str) -> str:
+    """For a run on ``device_type``: keep freed blocks when it is the CPU (process-wide, so only
+    callers that own the process call this); returns the heap setting to record."""
+    if device_type == "cpu" and keep_freed_memory():
+        return "keep freed blocks"
+    return "default"
