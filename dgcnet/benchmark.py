@@ -17,7 +17,9 @@ from torch import nn
 
 from dgcnet.config import AMP_MODES
 from dgcnet.data import CITYSCAPES, ClassInfo, SegmentationDataset
+from dgcnet.data.dataset import collate
 from dgcnet.data.store import store_size
+from dgcnet.data.transforms import ImageWindow, WindowBatch
 from dgcnet.engine.heap import loader_worker_init
 from dgcnet.models.fast import optimize_for_inference
 from dgcnet.engine.precision import amp_dtype
@@ -269,6 +271,10 @@ class DataBenchmarkResult:
     phase_ms: dict[str, float]   # CPU ms per sample of each of DATA_PHASES
     files_bytes: int             # the listed image and label files on disk
     store_bytes: int | None      # the prepared store on disk, when one is used
+    # Crops resized on the training device: the loader's augment phase only cuts the uint8 source
+    # windows, and this is the time per sample of finishing them into crops on this process's CPU
+    # (on a GPU it is device time, off the CPU). None: resized in the loader.
+    resize_ms: float | None = None
 
     @property
     def samples_per_core_s(self) -> float:
@@ -286,37 +292,46 @@ class _TimedSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor | ImageWindow, torch.Tensor, list[float]]:
         epoch, index = key
-        self.dataset.set_epoch(epoch)
+        dataset = self.dataset
+        dataset.set_epoch(epoch)
         t0 = time.process_time()
-        raw = self.dataset.read(index)
+        raw = dataset.read(index)
         t1 = time.process_time()
-        image, label = self.dataset.decode(index, raw)
+        image, label = dataset.decode(index, raw)
         t2 = time.process_time()
-        x, y = self.dataset.augment(image, label, self.dataset.rng(index))
+        if dataset.resize_on_device:
+            window, crop, y = dataset.augment.cut(image, label, dataset.rng(index))
+            x = ImageWindow(window, crop)
+        else:
+            x, y = dataset.augment(image, label, dataset.rng(index))
         t3 = time.process_time()
         return x, y, [t1 - t0, t2 - t1, t3 - t2]
 
 
-def _timed_collate(items: list[tuple[torch.Tensor, torch.Tensor, list[float]]]) -> tuple[torch.Tensor, list[float]]:
+def _timed_collate(items: list[tuple[torch.Tensor | ImageWindow, torch.Tensor, list[float]]]
+                   ) -> tuple[torch.Tensor | WindowBatch, list[float]]:
     start = time.process_time()
-    images, _ = torch.utils.data.default_collate([(x, y) for x, y, _ in items])
-    collate = time.process_time() - start
-    return images, [sum(item[2][i] for item in items) for i in range(3)] + [collate]
+    images, _, _ = collate([(x, y, 0) for x, y, _ in items])
+    seconds = time.process_time() - start
+    return images, [sum(item[2][i] for item in items) for i in range(3)] + [seconds]
 
 
 def data_benchmark(data_dir: str | Path, data_list: str | Path, *, workers: int = 1, iters: int = 50,
                    batch: int = 1, crop: tuple[int, int] = (832, 832), prepared: str | Path | None = "auto",
-                   classes: ClassInfo | None = None, seed: int = 0) -> DataBenchmarkResult:
+                   classes: ClassInfo | None = None, seed: int = 0,
+                   resize_on_device: bool = False) -> DataBenchmarkResult:
     """Load ``iters`` batches of training samples as training does (recipe augmentation, shuffled,
     ``workers`` DataLoader processes; 0: in this process) after each worker's first batch, and
     return samples/s and the CPU time per sample of each phase. ``prepared`` as for
-    SegmentationDataset: "auto" reads DATA_DIR/dgcnet-prepared when it exists, None the files."""
+    SegmentationDataset: "auto" reads DATA_DIR/dgcnet-prepared when it exists, None the files.
+    ``resize_on_device`` as in training: the loader sends uint8 windows, and this process
+    resizes them (timed apart, as device work)."""
     if workers < 0 or iters < 1 or batch < 1:
         raise DgcnetError("workers must be at least 0, iters and batch at least 1")
     dataset = SegmentationDataset(data_dir, data_list, classes=classes or CITYSCAPES, train=True, crop_size=crop,
-                                  seed=seed, prepared=prepared)
+                                  seed=seed, prepared=prepared, resize_on_device=resize_on_device)
     shuffle = np.random.default_rng(seed)
 
     def batch_keys():  # shuffled epochs, as training draws them
@@ -334,10 +349,15 @@ def data_benchmark(data_dir: str | Path, data_list: str | Path, *, workers: int 
     for _ in range(max(1, workers)):  # each worker's first batch includes its start
         next(batches)
     totals = [0.0] * len(DATA_PHASES)
+    resize = 0.0
     start = time.perf_counter()
     for _ in range(iters):
-        _, seconds = next(batches)
+        images, seconds = next(batches)
         totals = [t + s for t, s in zip(totals, seconds)]
+        if isinstance(images, WindowBatch):
+            started = time.process_time()
+            images.images(dataset.augment, torch.device("cpu"))
+            resize += time.process_time() - started
     wall = time.perf_counter() - start
     del batches
     samples = iters * batch
@@ -348,4 +368,5 @@ def data_benchmark(data_dir: str | Path, data_list: str | Path, *, workers: int 
         crop=tuple(crop), wall_s=wall, samples_per_s=samples / wall,
         cpu_ms_per_sample=1000 * sum(totals) / samples,
         phase_ms={name: 1000 * t / samples for name, t in zip(DATA_PHASES, totals)},
-        files_bytes=files, store_bytes=None if dataset.store is None else store_size(dataset.store.root))
+        files_bytes=files, store_bytes=None if dataset.store is None else store_size(dataset.store.root),
+        resize_ms=1000 * resize / samples if resize_on_device else None)

@@ -44,6 +44,9 @@ class ModelConfig:
     aux_dropout: float = 0.1
 
 
+RESIZE_ON = ("auto", "loader", "device")
+
+
 @dataclass
 class DataConfig:
     data_dir: str = "./dataset"
@@ -59,6 +62,11 @@ class DataConfig:
     # Decoded arrays from `dgcnet prepare` instead of decoding PNGs (same samples, 4-5x less CPU):
     # "auto": data_dir/dgcnet-prepared when it exists; a folder: that store; None: decode the files.
     prepared: str | None = "auto"
+    # Where training crops are resized and normalised: "loader" (the loader workers send float
+    # crops), "device" (they send the uint8 source window each crop reads, a fraction of the
+    # bytes and of the CPU time, and the training device finishes the crop: the same crop),
+    # "auto": the device when it is a GPU, else the loader.
+    resize_on: str = "auto"
 
 
 @dataclass
@@ -323,6 +331,8 @@ def validate(config: TrainConfig) -> None:
         (config.train.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be at least 1"),
         (config.loss.ohem_min_kept >= 0, "loss.ohem_min_kept must not be negative"),
         (config.data.workers is None or config.data.workers >= 0, "data.workers must not be negative"),
+        (config.data.resize_on in RESIZE_ON, f"data.resize_on: expected one of {', '.join(RESIZE_ON)}, "
+                                             f"got {config.data.resize_on!r}"),
         (config.run.save_every >= 1, "run.save_every must be at least 1"),
         (config.run.keep >= 1, "run.keep must be at least 1"),
         (config.run.log_every >= 1, "run.log_every must be at least 1"),

@@ -105,6 +105,12 @@ def test_data_benchmark_compares_files_and_prepared_store(tmp_path, capsys):
         assert list(r["phase_ms"]) == ["read", "decode", "augment", "collate"]
     assert files["store_bytes"] is None and store["store_bytes"] > 2 * 32 * 64 * 4
     assert files["phase_ms"]["decode"] > 0 and store["phase_ms"]["decode"] < files["phase_ms"]["decode"]
+    assert files["resize_ms"] is None and store["resize_ms"] is None  # auto on the CPU: in the loader
     assert main(args) == 0  # auto: the store, as a table
     out = capsys.readouterr().out
     assert "training samples from prepared store" in out and "per CPU core" in out and "prepared store" in out
+    # Resized on the device: the loader only cuts windows, the finishing is timed apart.
+    assert main(args + ["--json", "--compare", "--resize-on", "device"]) == 0
+    files, windows = json.loads(capsys.readouterr().out)
+    assert files["resize_ms"] is None and windows["resize_ms"] > 0  # today's path against the windows
+    assert windows["cpu_ms_per_sample"] == pytest.approx(sum(windows["phase_ms"].values()))

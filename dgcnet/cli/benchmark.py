@@ -11,10 +11,11 @@ import torch
 
 from dgcnet.benchmark import DataBenchmarkResult, benchmark, data_benchmark
 from dgcnet.cli.common import CommandAdder, add_device_arg, count, image_size, positive_int
-from dgcnet.config import AMP_MODES
+from dgcnet.config import AMP_MODES, RESIZE_ON
 from dgcnet.data import CITYSCAPES, default_workers, load_class_file
 from dgcnet.data.store import DEFAULT_NAME, find_store
 from dgcnet.engine.distributed import resolve_device
+from dgcnet.engine.train import resize_on_device
 from dgcnet.errors import DgcnetError
 from dgcnet.models import list_models
 
@@ -60,9 +61,14 @@ def add_parser(subparsers: CommandAdder) -> None:
     data.add_argument("--prepared", metavar="DIR|auto|none", default="auto",
                       help=f"read this `dgcnet prepare` store (default auto: DATA_DIR/{DEFAULT_NAME} when it "
                            "exists; none: decode the image files)")
+    data.add_argument("--resize-on", dest="resize_on", choices=RESIZE_ON, default="auto",
+                      help="where crops are resized, as train's --resize-on: loader (in the workers) or device "
+                           "(workers cut uint8 windows; this process finishes them, timed apart as device work) "
+                           "(default auto: device when --device is a GPU, else loader)")
     data.add_argument("--compare", action="store_true",
-                      help="time decoding the image files and then the prepared store, one after the other, "
-                           "and print the ratio of samples per CPU core")
+                      help="time today's path (decoding the image files, crops resized in the loader) and then "
+                           "the prepared store with --resize-on, one after the other, and print the ratio of "
+                           "samples per CPU core")
     data.add_argument("--classes", type=Path, help="class file of your own data (default: Cityscapes)")
     p.set_defaults(run=run)
 
@@ -99,17 +105,19 @@ def run_data(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
     classes = load_class_file(args.classes) if args.classes else CITYSCAPES
     prepared = None if args.prepared.lower() == "none" else args.prepared
+    on_device = resize_on_device(args.resize_on, resolve_device(args.device))
     if args.compare:
         store = find_store(args.data_dir, prepared)
         if store is None:
             raise DgcnetError(f"--compare needs a prepared store: none at {args.data_dir / DEFAULT_NAME}; "
                               f"run `dgcnet prepare --data-dir {args.data_dir} --data-list {args.data_list}`")
-        sources = [None, store]
+        runs = [(None, False), (store, on_device)]
     else:
-        sources = [prepared]
+        runs = [(prepared, on_device)]
     results = [data_benchmark(args.data_dir, args.data_list, workers=workers, iters=args.iters or 50,
-                              batch=args.batch, crop=args.crop, prepared=source, classes=classes)
-               for source in sources]
+                              batch=args.batch, crop=args.crop, prepared=source, classes=classes,
+                              resize_on_device=device_resize)
+               for source, device_resize in runs]
     if args.json:
         print(json.dumps([asdict(r) for r in results] if args.compare else asdict(results[0])))
         return 0
@@ -117,7 +125,7 @@ def run_data(args: argparse.Namespace) -> int:
         _print_data(r)
     if args.compare:
         files, store = results
-        print(f"prepared store vs image files: {store.samples_per_core_s / files.samples_per_core_s:.1f}x the "
+        print(f"prepared store vs today's path: {store.samples_per_core_s / files.samples_per_core_s:.1f}x the "
               f"samples per CPU core, {store.samples_per_s / files.samples_per_s:.1f}x by wall clock")
     return 0
 
@@ -125,6 +133,9 @@ def run_data(args: argparse.Namespace) -> int:
 def _print_data(r: DataBenchmarkResult) -> None:
     (h, w), (ch, cw) = r.image_size, r.crop
     print(f"training samples from {r.source}")
+    print("  crops resized " + ("in the loader workers" if r.resize_ms is None else
+                                "on the training device: the loader cuts uint8 windows; finishing them took "
+                                f"{r.resize_ms:.1f} ms per sample on this process's CPU (device work, not counted)"))
     print(f"  {r.samples} samples (batches of {r.batch}, crop {ch}x{cw} from {h}x{w} images), {r.workers} "
           f"loader worker(s)" + ("" if r.workers else " (in this process)"))
     workers = max(1, r.workers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgcnet.config import TrainConfig, config_to_dict, load_config
+from dgcnet.config import RESIZE_ON, TrainConfig, config_to_dict, load_config
 from dgcnet.models import list_models
 from dgcnet.cli.common import CommandAdder, add_device_arg
 
@@ -42,6 +42,7 @@ FLAG_KEYS = {
     "classes": "data.classes",
     "tensorboard": "run.tensorboard",
     "prepared": "data.prepared",
+    "resize_on": "data.resize_on",
 }
 
 
@@ -113,6 +114,10 @@ def add_parser(subparsers: CommandAdder) -> None:
     ours.add_argument("--prepared", metavar="DIR|auto|none",
                       help="read decoded arrays from this `dgcnet prepare` store (data.prepared; default auto: "
                            "DATA_DIR/dgcnet-prepared when it exists; none: decode the image files)")
+    ours.add_argument("--resize-on", dest="resize_on", choices=RESIZE_ON,
+                      help="where training crops are resized and normalised (data.resize_on; default auto: on "
+                           "the GPU when training on one, so loader workers only cut the uint8 window each crop "
+                           "reads; loader: in the loader workers; the crops are the same either way)")
     p.set_defaults(run=run)
 
 

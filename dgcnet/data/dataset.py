@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from dgcnet.data.labels import CITYSCAPES, IGNORE_INDEX, ClassInfo
 from dgcnet.data.store import PreparedStore, find_store
-from dgcnet.data.transforms import TrainAugment, normalize, read_image, read_label
+from dgcnet.data.transforms import ImageWindow, TrainAugment, WindowBatch, normalize, read_image, read_label
 from dgcnet.errors import DgcnetError
 
 
@@ -105,6 +105,14 @@ def default_workers(local_processes: int = 1) -> int:
     return max(1, min(16, cpus // max(1, local_processes) - 1))
 
 
+def collate(items: list[tuple[Any, torch.Tensor, int]]) -> list[Any]:
+    """A batch of SegmentationDataset items: [images, labels, indices], the images a WindowBatch
+    when the items carry ImageWindows."""
+    if isinstance(items[0][0], ImageWindow):
+        return [WindowBatch([x for x, _, _ in items])] + default_collate([(y, i) for _, y, i in items])
+    return default_collate(items)
+
+
 def _read_bytes(sample: Sample, path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -126,18 +134,23 @@ class SegmentationDataset(Dataset):
     prepared: a store made by `dgcnet prepare` to read decoded arrays from instead of decoding
     the files (the same arrays, so the same samples); "auto": DATA_DIR/dgcnet-prepared when it
     exists; None: always decode the files. ``source`` says which one is used.
+
+    resize_on_device: training items carry an ImageWindow (the uint8 source window the crop reads)
+    instead of the float crop; ``collate`` batches them as a WindowBatch, which the training device
+    finishes into the same crops.
     """
 
     def __init__(self, data_dir: str | Path, list_path: str | Path, *, classes: ClassInfo = CITYSCAPES,
                  train: bool = False, crop_size: tuple[int, int] = (832, 832), scale: bool = True,
                  mirror: bool = True, rgb: bool = True, seed: int = 0,
-                 prepared: str | Path | None = None) -> None:
+                 prepared: str | Path | None = None, resize_on_device: bool = False) -> None:
         self.samples = read_list(list_path, data_dir, require_labels=train)
         check_files_exist(self.samples)
         self.classes = classes
         self.train = train
         self.rgb = rgb
         self.augment = TrainAugment(crop_size, scale, mirror, rgb)
+        self.resize_on_device = resize_on_device
         self.seed = seed
         self.epoch = 0
         store = find_store(data_dir, prepared)
@@ -200,8 +213,11 @@ class SegmentationDataset(Dataset):
         """The random draws of sample ``index`` in the current epoch."""
         return np.random.default_rng([self.seed, self.epoch, index])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | ImageWindow, torch.Tensor, int]:
         image, label = self.load(index)
+        if self.train and self.resize_on_device:
+            window, crop, y = self.augment.cut(image, label, self.rng(index))
+            return ImageWindow(window, crop), y, index
         if self.train:
             x, y = self.augment(image, label, self.rng(index))
             return x, y, index

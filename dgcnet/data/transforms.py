@@ -114,11 +114,12 @@ def _normalization(rgb: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.ones(3, dtype=torch.float32), -torch.tensor(BGR_MEAN, dtype=torch.float32).flip(0)
 
 
-def _linear_taps(size: int, out_size: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _linear_taps(size: int, out_size: int, start: int, stop: int, device: torch.device | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Source indices and weights of output positions start..stop-1 when resizing size -> out_size
     bilinearly with align_corners=False and no antialiasing (F.interpolate's, and cv2's, sampling)."""
     scale = size / out_size
-    src = ((torch.arange(start, stop, dtype=torch.float64) + 0.5) * scale - 0.5).clamp_(min=0)
+    src = ((torch.arange(start, stop, dtype=torch.float64, device=device) + 0.5) * scale - 0.5).clamp_(min=0)
     low = src.floor().long().clamp_(max=size - 1)
     high = (low + 1).clamp_(max=size - 1)
     return low, high, (src - low).float()
@@ -132,6 +133,28 @@ def _nearest_taps(size: int, out_size: int, start: int, stop: int) -> torch.Tens
 
 
 @dataclass(frozen=True)
+class Crop:
+    """One training crop's random draws: the image (``source``: height, width) resized to
+    ``scaled``, the crop's window at (top, left) of the resized image, mirrored or not."""
+
+    source: tuple[int, int]
+    scaled: tuple[int, int]
+    top: int
+    left: int
+    flip: bool
+
+    def window(self, crop_size: tuple[int, int]) -> tuple[slice, slice]:
+        """The source rows and columns the image crop reads: all a crop needs of the image."""
+        (height, width), (h, w), (ch, cw) = self.source, self.scaled, crop_size
+        bottom, right = min(self.top + ch, h), min(self.left + cw, w)
+        if (h, w) == (height, width):
+            return slice(self.top, bottom), slice(self.left, right)
+        y0, y1, _ = _linear_taps(height, h, self.top, bottom)
+        x0, x1, _ = _linear_taps(width, w, self.left, right)
+        return slice(int(y0[0]), int(y1[-1]) + 1), slice(int(x0[0]), int(x1[-1]) + 1)
+
+
+@dataclass(frozen=True)
 class TrainAugment:
     """Random scale 0.7 + k/10 (k in 0..14), pad bottom/right, random crop, horizontal flip.
 
@@ -142,6 +165,11 @@ class TrainAugment:
     Returns the float32 3xHxW image and the uint8 HxW label (train ids, 255 ignored): an eighth of
     an int64 label's bytes through the loader's shared memory and to the device, where training
     widens it for the loss.
+
+    The work splits in two, so the image part can run on the training device: ``cut`` draws the
+    crop, crops the label and cuts the source window the image crop reads (uint8, a fraction of
+    the float crop's bytes); ``resize_window`` turns that window into the float crop, on whatever
+    device the window is. ``__call__`` is the two in a row.
     """
 
     crop_size: tuple[int, int] = (832, 832)
@@ -149,56 +177,116 @@ class TrainAugment:
     mirror: bool = True
     rgb: bool = True
 
-    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        height, width = label.shape
+    def draw(self, height: int, width: int, rng: np.random.Generator) -> Crop:
+        """The crop's random draws for an image of height x width, in the recipe's order."""
         f = 0.7 + int(rng.integers(0, 15)) / 10.0 if self.scale else 1.0
         h, w = (int(height * f + 0.5), int(width * f + 0.5)) if self.scale else (height, width)
         ch, cw = self.crop_size
         top = int(rng.integers(0, max(h, ch) - ch + 1))
         left = int(rng.integers(0, max(w, cw) - cw + 1))
         flip = self.mirror and rng.random() < 0.5
+        return Crop((height, width), (h, w), top, left, flip)
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        window, crop, y = self.cut(image, label, rng)
+        return self.resize_window(window, crop), y
+
+    def cut(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
+            ) -> tuple[torch.Tensor, Crop, torch.Tensor]:
+        """Draw a crop: the source window its image crop reads (uint8 HxWx3, a copy), the crop,
+        and the finished label crop."""
+        crop = self.draw(*label.shape, rng)
+        rows, cols = crop.window(self.crop_size)
+        return torch.from_numpy(np.ascontiguousarray(image[rows, cols])), crop, self.crop_label(label, crop)
+
+    def crop_label(self, label: np.ndarray, crop: Crop) -> torch.Tensor:
+        """The uint8 label crop: nearest resize, padded with the ignore index, mirrored."""
+        (height, width), (h, w), (ch, cw) = crop.source, crop.scaled, self.crop_size
+        bottom, right = min(crop.top + ch, h), min(crop.left + cw, w)
+        rows, cols = bottom - crop.top, right - crop.left
+        c0, c1 = (cw - cols, cw) if crop.flip else (0, cols)
+        y = torch.full((ch, cw), IGNORE_INDEX, dtype=torch.uint8)
+        lab = torch.from_numpy(label)
+        if (h, w) == (height, width):
+            patch = lab[crop.top:bottom, crop.left:right]
+        else:
+            ny, nx = _nearest_taps(height, h, crop.top, bottom), _nearest_taps(width, w, crop.left, right)
+            patch = lab.index_select(0, ny).index_select(1, nx)
+        y[:rows, c0:c1] = patch.flip(1) if crop.flip else patch
+        return y
+
+    def resize_window(self, window: torch.Tensor, crop: Crop) -> torch.Tensor:
+        """The normalised float32 3xHxW image crop from ``window`` (uint8, the source rows and
+        columns ``crop.window`` names), on the window's device."""
+        (height, width), (h, w), (ch, cw) = crop.source, crop.scaled, self.crop_size
+        top, left, flip, device = crop.top, crop.left, crop.flip, window.device
         # The crop window inside the resized image; the rest of the crop is padding. A flip is
         # done by taking the columns in reverse order: the window then ends at the crop's right.
         bottom, right = min(top + ch, h), min(left + cw, w)
         rows, cols = bottom - top, right - left
         c0, c1 = (cw - cols, cw) if flip else (0, cols)
-        x = torch.empty(3, ch, cw, dtype=torch.float32)
+        x = torch.empty(3, ch, cw, dtype=torch.float32, device=device)
         x[:, rows:] = 0
         x[:, :rows, :c0] = 0
         x[:, :rows, c1:] = 0
-        y = torch.full((ch, cw), IGNORE_INDEX, dtype=torch.uint8)
-        window = x[:, :rows, c0:c1]
-        src, lab = torch.from_numpy(image), torch.from_numpy(label)
-        scale, shift = _normalization(self.rgb)
+        out = x[:, :rows, c0:c1]
+        scale, shift = (t.to(device, non_blocking=True) for t in _normalization(self.rgb))
         if (h, w) == (height, width):
-            patch, label_patch = src[top:bottom, left:right], lab[top:bottom, left:right]
-            window.copy_((patch.flip(1) if flip else patch).permute(2, 0, 1))
-            torch.addcmul(shift.view(3, 1, 1), window, scale.view(3, 1, 1), out=window)
-            y[:rows, c0:c1] = label_patch.flip(1) if flip else label_patch
+            out.copy_((window.flip(1) if flip else window).permute(2, 0, 1))
+            torch.addcmul(shift.view(3, 1, 1), out, scale.view(3, 1, 1), out=out)
         else:
-            y0, y1, wy = _linear_taps(height, h, top, bottom)
-            x0, x1, wx = _linear_taps(width, w, left, right)
-            # Separable: blend the two source rows of each output row (only the columns the crop
-            # needs), then the two columns of each output pixel, straight into the crop.
-            first, last = int(x0[0]), int(x1[-1]) + 1
-            region = src[:, first:last]
-            blended = region.index_select(0, y0).float().view(rows, -1)
-            blended.lerp_(region.index_select(0, y1).float().view(rows, -1), wy.view(-1, 1))
+            # Taps made on the window's device (no copies), relative to the window's first row and
+            # column, which come from the crop alone (no reading back from the device).
+            rows_read, cols_read = crop.window(self.crop_size)
+            y0, y1, wy = _linear_taps(height, h, top, bottom, device)
+            x0, x1, wx = _linear_taps(width, w, left, right, device)
+            y0, y1 = y0 - rows_read.start, y1 - rows_read.start
+            x0, x1 = x0 - cols_read.start, x1 - cols_read.start
+            # Separable: blend the two source rows of each output row (all the window's columns),
+            # then the two columns of each output pixel, straight into the crop.
+            region = window.view(window.shape[0], -1)
+            blended = region.index_select(0, y0).float()
+            blended.lerp_(region.index_select(0, y1).float(), wy.view(-1, 1))
             # Normalising is per pixel and the blend linear: normalise the blended rows (fewer
             # values than the crop for scales above 1), in place.
-            torch.addcmul(shift.repeat(last - first), blended, scale.repeat(last - first), out=blended)
-            ny, nx = _nearest_taps(height, h, top, bottom), _nearest_taps(width, w, left, right)
+            span = window.shape[1]
+            torch.addcmul(shift.repeat(span), blended, scale.repeat(span), out=blended)
             if flip:
-                x0, x1, wx, nx = x0.flip(0), x1.flip(0), wx.flip(0), nx.flip(0)
+                x0, x1, wx = x0.flip(0), x1.flip(0), wx.flip(0)
             # Gather each output column's three channel values with one flat index, channel by
             # channel, so the blend writes the crop's planes row after row (fast, contiguous).
-            channel = torch.arange(3).view(-1, 1)
-            i0 = ((x0 - first).view(1, -1) * 3 + channel).view(-1)
-            i1 = ((x1 - first).view(1, -1) * 3 + channel).view(-1)
+            channel = torch.arange(3, device=device).view(-1, 1)
+            i0 = (x0.view(1, -1) * 3 + channel).view(-1)
+            i1 = (x1.view(1, -1) * 3 + channel).view(-1)
             torch.lerp(blended.index_select(1, i0).view(rows, 3, cols).transpose(0, 1),
-                       blended.index_select(1, i1).view(rows, 3, cols).transpose(0, 1), wx, out=window)
-            y[:rows, c0:c1] = lab.index_select(0, ny).index_select(1, nx)
+                       blended.index_select(1, i1).view(rows, 3, cols).transpose(0, 1), wx, out=out)
         if not self.rgb:
             x = x.flip(0)  # computed in RGB; BGR for the network
-        return x, y
+        return x
+
+
+@dataclass(frozen=True)
+class ImageWindow:
+    """A training image crop not yet resized: the uint8 source window and its crop's draws."""
+
+    pixels: torch.Tensor
+    crop: Crop
+
+
+@dataclass(frozen=True)
+class WindowBatch:
+    """A batch of image crops as ImageWindows, finished by ``images`` on the training device."""
+
+    windows: list[ImageWindow]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def pin_memory(self) -> "WindowBatch":  # DataLoader(pin_memory=True) calls this
+        return WindowBatch([ImageWindow(w.pixels.pin_memory(), w.crop) for w in self.windows])
+
+    def images(self, augment: TrainAugment, device: torch.device) -> torch.Tensor:
+        """The float32 Bx3xHxW crops, resized and normalised on ``device``."""
+        return torch.stack([augment.resize_window(w.pixels.to(device, non_blocking=True), w.crop)
+                            for w in self.windows])

@@ -23,10 +23,11 @@ import torch
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dgcnet.config import LossConfig, TrainConfig, config_to_dict, save_config
-from dgcnet.data.dataset import ReportErrors, SegmentationDataset, default_workers
+from dgcnet.data.dataset import ReportErrors, SegmentationDataset, collate, default_workers
+from dgcnet.data.transforms import TrainAugment, WindowBatch
 from dgcnet.data.classes import load_class_file
 from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.engine import checkpoint as ckpt
@@ -126,7 +127,7 @@ def _collate(items: list[tuple[Any, str | None]]) -> list | str:
     for _, error in items:
         if error is not None:
             return error
-    return default_collate([item for item, _ in items])
+    return collate([item for item, _ in items])
 
 
 def _batch_keys(sampler: DistributedSampler, batch_size: int, start: int) -> Iterator[list[tuple[int, int]]]:
@@ -163,13 +164,16 @@ def _batches(dataset: SegmentationDataset, sampler: DistributedSampler, batch_si
         yield iteration // per_epoch, images, labels
 
 
-def _on_device(batches: Iterator[tuple[int, torch.Tensor, torch.Tensor]], device: torch.device, dtype: torch.dtype,
-               channels_last: bool) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """The batches moved to ``device``. On CUDA the next batch is copied on a side stream while the
-    current step runs, so the copy (221 MB for 16 crops of 832: images and int64 labels) is off
-    the step's path."""
-    def move(batch: tuple[int, torch.Tensor, torch.Tensor]) -> tuple[int, torch.Tensor, torch.Tensor]:
+def _on_device(batches: Iterator[tuple[int, torch.Tensor | WindowBatch, torch.Tensor]], device: torch.device,
+               dtype: torch.dtype, channels_last: bool, augment: TrainAugment
+               ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """The batches moved to ``device``, image windows resized into crops there. On CUDA the next
+    batch is copied (and its crops finished) on a side stream while the current step runs, so
+    that work is off the step's path."""
+    def move(batch: tuple[int, torch.Tensor | WindowBatch, torch.Tensor]) -> tuple[int, torch.Tensor, torch.Tensor]:
         epoch, images, labels = batch
+        if isinstance(images, WindowBatch):
+            images = images.images(augment, device)
         images = images.to(device, dtype=dtype, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -315,6 +319,12 @@ class TrainingRun:
     resume_from: Path | None
 
 
+def resize_on_device(resize_on: str, device: torch.device) -> bool:
+    """data.resize_on resolved for ``device``: "auto" resizes on a GPU, where it costs next to
+    nothing, and in the loader workers otherwise, where it would take the training process's CPU."""
+    return resize_on == "device" or (resize_on == "auto" and device.type != "cpu")
+
+
 def _datasets(config: TrainConfig, env: DistEnv, say: Callable[[str], None]
               ) -> tuple[ClassInfo, SegmentationDataset, DistributedSampler, SegmentationDataset | None]:
     """The classes, the training data and its sampler, the validation data. The list's cheap
@@ -329,8 +339,10 @@ def _datasets(config: TrainConfig, env: DistEnv, say: Callable[[str], None]
     dataset = SegmentationDataset(cfg_data.data_dir, cfg_data.data_list, classes=classes, train=True,
                                   crop_size=cfg_data.input_size,
                                   scale=cfg_data.scale, mirror=cfg_data.mirror, rgb=cfg_data.rgb, seed=cfg_run.seed,
-                                  prepared=cfg_data.prepared)
-    say(f"training data: {dataset.source}")
+                                  prepared=cfg_data.prepared,
+                                  resize_on_device=resize_on_device(cfg_data.resize_on, env.device))
+    where = "on the training device" if dataset.resize_on_device else "in the loader workers"
+    say(f"training data: {dataset.source}; crops resized {where}")
     sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                  seed=cfg_run.seed)
     if len(sampler) < cfg_train.batch_size:
@@ -447,7 +459,7 @@ def setup_training(config: TrainConfig, env: DistEnv, runlog: RunLogger) -> Trai
         forward_loss=torch.compile(forward_loss) if cfg_train.compile else forward_loss,
         amp_dtype=precision.amp_dtype(cfg_train.amp), buffers=buffers,
         buffers_before_step=[b.clone() for b in buffers], loaded=loaded,
-        batches=_on_device(loaded, env.device, param_dtype, cfg_train.channels_last),
+        batches=_on_device(loaded, env.device, param_dtype, cfg_train.channels_last, dataset.augment),
         val_dataset=val_dataset, workers=workers, start=start, best_miou=best_miou, resume_from=resume_from)
 
 

@@ -14,9 +14,11 @@ from torch.utils.data import DataLoader
 import dgcnet.data.prepare as prepare_module
 from dgcnet.cli import main
 from dgcnet.data import SegmentationDataset, load_class_file
+from dgcnet.data.dataset import collate
 from dgcnet.data.prepare import check_store, prepare
 from dgcnet.data.store import MANIFEST, default_store, find_store
 from dgcnet.data.synth import write_synth
+from dgcnet.data.transforms import WindowBatch
 from dgcnet.errors import DgcnetError
 
 CROP = (48, 80)  # larger than the 64x128 images at scale 0.7 (45x90): padded crops too
@@ -61,6 +63,35 @@ def test_same_samples_as_decoding_the_files(data: Path) -> None:
             k, top, left, flip = _draws(files, index, (64, 128))
             seen |= {("scale", k), ("top", top), ("left", left), ("flip", flip)}
     # The draws covered every scale (the smallest pads the crop), crops at every border, and flips.
+    assert {("scale", k) for k in range(15)} <= seen
+    assert {("top", "first"), ("top", "last"), ("left", "first"), ("left", "last"), ("flip", True),
+            ("flip", False)} <= seen
+
+
+@pytest.mark.parametrize("prepared", [None, "auto"])
+def test_windows_resized_later_are_the_same_crops(data: Path, prepared: str | None) -> None:
+    """The loader's uint8 windows, batched and resized as the training device does it, give the
+    crops the loader would have made: the same bits, over every scale, border and flip."""
+    whole = SegmentationDataset(data, data / "train.txt", train=True, crop_size=CROP, seed=5, prepared=prepared)
+    windows = SegmentationDataset(data, data / "train.txt", train=True, crop_size=CROP, seed=5, prepared=prepared,
+                                  resize_on_device=True)
+    seen = set()
+    for epoch in range(60):
+        whole.set_epoch(epoch)
+        windows.set_epoch(epoch)
+        expected = collate([whole[i] for i in range(len(whole))])
+        batch = collate([windows[i] for i in range(len(windows))])
+        assert isinstance(batch[0], WindowBatch) and len(batch[0]) == len(whole)
+        # The windows are what the crops read, no more: the crop's size over the scale, and the taps around it.
+        for window in batch[0].windows:
+            assert window.pixels.dtype == torch.uint8
+            f = window.crop.scaled[0] / window.crop.source[0]
+            assert window.pixels.shape[0] <= CROP[0] / f + 3 and window.pixels.shape[1] <= CROP[1] / f + 3
+        assert torch.equal(batch[0].images(windows.augment, torch.device("cpu")), expected[0])
+        assert torch.equal(batch[1], expected[1]) and torch.equal(batch[2], expected[2])
+        for index in range(len(whole)):
+            k, top, left, flip = _draws(whole, index, (64, 128))
+            seen |= {("scale", k), ("top", top), ("left", left), ("flip", flip)}
     assert {("scale", k) for k in range(15)} <= seen
     assert {("top", "first"), ("top", "last"), ("left", "first"), ("left", "last"), ("flip", True),
             ("flip", False)} <= seen

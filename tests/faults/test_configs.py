@@ -32,6 +32,7 @@ BAD_VALUES = {
     "run.seed=-1": "run.seed must be in 0..2^32-1",
     "run.seed=4294967296": "run.seed must be in 0..2^32-1",
     "val.mode=foo": "val.mode: expected one of sliding, whole, got 'foo'",
+    "data.resize_on=gpu": "data.resize_on: expected one of auto, loader, device, got 'gpu'",
     "val.tile=0": "val.tile must be at least 1",
     "data.input_size=99999999x99999999": "data.input_size 99999999x99999999: the input alone would need ",
     "model.aux_dropout=.nan": "model.aux_dropout must be in [0, 1)",
