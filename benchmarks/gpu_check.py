@@ -47,10 +47,10 @@ def settings(tiny: bool) -> dict:
     if tiny:  # dgcnet_r18 at tiny sizes: runs every stage end to end on a CPU in seconds
         return dict(arch="dgcnet_r18", check_size=(64, 128), train_size=(65, 65), batches=(2, 3),
                     eval_size=(129, 257), tile=97, warmup=1, iters=2, eval_images=2,
-                    engine_image_size=(96, 192), engine_steps=4, engine_log_every=1)
+                    engine_image_size=(96, 192), engine_steps=4, engine_log_every=1, crop_epochs=3)
     return dict(arch="dgcnet_r101", check_size=(256, 512), train_size=(832, 832), batches=(8, 16, 24),
                 eval_size=(1024, 2048), tile=832, warmup=3, iters=10, eval_images=6,
-                engine_image_size=(1024, 2048), engine_steps=30, engine_log_every=5)
+                engine_image_size=(1024, 2048), engine_steps=30, engine_log_every=5, crop_epochs=8)
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -85,25 +85,71 @@ def trained_r18(device: torch.device, tiny: bool) -> torch.nn.Module:
     return load_model(train(config).checkpoint, device="cpu")
 
 
-def stage_engine(cfg: dict, device: torch.device, batch: int) -> dict:
-    """Training through the engine, data loading included: full-size synthetic PNGs, the recipe's
-    augmentation, loader workers as the engine chooses them, bf16, channels-last, compile off.
-    images/s from the median logged step time after the first interval (cuDNN's search)."""
-    from dgcnet import train
+def engine_data(cfg: dict, batch: int) -> Path:
+    """Full-size synthetic PNGs for the engine stages, with a prepared store beside them."""
+    from dgcnet.data.prepare import prepare
     from dgcnet.data.synth import write_synth
 
     root = Path(tempfile.mkdtemp(prefix="gpu_check_engine_"))
-    height, width = cfg["engine_image_size"]
-    write_synth(root / "data", train=2 * batch, val=0, size=(height, width), seed=0)
+    write_synth(root / "data", train=2 * batch, val=0, size=cfg["engine_image_size"], seed=0)
+    prepare(root / "data", root / "data" / "train.txt")
+    return root
+
+
+# Training data paths of the engine stage: (data.prepared, data.resize_on, description).
+ENGINE_DATA = {
+    "files": ("none", "loader", "decoding the PNGs, crops resized in the loader"),
+    "store": ("auto", "device", "prepared store, crops resized on the training device"),
+}
+
+
+def stage_engine(cfg: dict, device: torch.device, batch: int, root: Path, data: str) -> dict:
+    """Training through the engine, data loading included: full-size synthetic images, the
+    recipe's augmentation, loader workers as the engine chooses them, bf16, channels-last,
+    compile off. images/s from the median logged step time after the first interval (cuDNN's
+    search); the share of the step spent waiting for the loader from the run's metrics."""
+    from dgcnet import train
+
+    prepared, resize_on, described = ENGINE_DATA[data]
     steps, every = cfg["engine_steps"], cfg["engine_log_every"]
     config = engine_config(root, cfg["arch"], cfg["train_size"], batch, steps, device, [
-        ("train.amp", "bf16"), ("train.channels_last", True), ("run.log_every", every)])
+        ("train.amp", "bf16"), ("train.channels_last", True), ("run.log_every", every),
+        ("run.save_dir", str(root / f"run_{data}")), ("data.prepared", prepared), ("data.resize_on", resize_on)])
     result = train(config)
     records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
-    step_s = sorted(r["seconds_per_iter"] for r in records[1:])[(len(records) - 1) // 2]
+    middle = (len(records) - 1) // 2
+    step_s = sorted(r["seconds_per_iter"] for r in records[1:])[middle]
+    height, width = cfg["engine_image_size"]
     return dict(stage="engine", setting=f"{cfg['arch']} {cfg['train_size'][0]}x{cfg['train_size'][1]} batch {batch} "
-                                        f"bf16 channels-last compile off, {height}x{width} PNGs, {steps} iterations",
+                                        f"bf16 channels-last compile off, {height}x{width} images, {described}, "
+                                        f"{steps} iterations, {config.data.workers or 'default'} loader workers",
                 images_per_s=batch / step_s, ms_per_step=step_s * 1000, peak_memory_mb=peak_memory_mb(device))
+
+
+def stage_crops(cfg: dict, device: torch.device, root: Path) -> dict:
+    """Training crops resized on the GPU from the loader's uint8 windows against the crops the
+    loader resizes on the CPU, over many draws: labels must be equal, images equal within float
+    rounding."""
+    from dgcnet.data import SegmentationDataset
+    from dgcnet.data.dataset import collate
+
+    data = root / "data"
+    kwargs = dict(train=True, crop_size=cfg["train_size"], seed=1, prepared="auto")
+    cpu = SegmentationDataset(data, data / "train.txt", **kwargs)
+    gpu = SegmentationDataset(data, data / "train.txt", resize_on_device=True, **kwargs)
+    worst, crops, labels_equal = 0.0, 0, True
+    for epoch in range(cfg["crop_epochs"]):
+        cpu.set_epoch(epoch)
+        gpu.set_epoch(epoch)
+        expected = collate([cpu[i] for i in range(len(cpu))])
+        windows = collate([gpu[i] for i in range(len(gpu))])
+        images = windows[0].images(gpu.augment, device).cpu()
+        worst = max(worst, (images - expected[0]).abs().max().item())
+        labels_equal &= torch.equal(windows[1], expected[1])
+        crops += len(cpu)
+    return dict(stage="crops", setting=f"{crops} training crops of {cfg['train_size'][0]}x{cfg['train_size'][1]} "
+                                       "resized on the GPU vs in the loader", max_abs_difference=worst,
+                labels_equal=labels_equal)
 
 
 def stage_check(cfg: dict, device: torch.device) -> list[dict]:
@@ -265,6 +311,10 @@ def markdown(env: dict, rows: list[dict], elapsed: float) -> str:
             memory = f", peak {r['peak_memory_mb'] / 1024:.1f} GiB" if r.get("peak_memory_mb") else ""
             result = f"{r['images_per_s']:.1f} images/s ({r['ms_per_step']:.0f} ms/step{memory})"
             goal = "the benchmark's compile-off row at the same batch"
+        elif r["stage"] == "crops":
+            result = (f"max abs. difference {r['max_abs_difference']:.2e} (normalised units), labels "
+                      + ("equal" if r["labels_equal"] else "DIFFERENT"))
+            goal = "labels equal; images within float rounding (< 1e-4)"
         elif r["stage"] == "eval":
             memory = f", peak {r['peak_memory_mb'] / 1024:.1f} GiB" if r.get("peak_memory_mb") else ""
             result = (f"{r['images_per_s']:.2f} images/s ({r['ms_per_image']:.0f} ms/image{memory}); "
@@ -293,12 +343,38 @@ def compiled_train_in_child(args: argparse.Namespace, batch: int, timeout: float
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def model_stages(args: argparse.Namespace, cfg: dict, device: torch.device, run, rows: list[dict],
+                 start: float) -> None:
+    """Logits against the CPU, training steps by batch (compile off, then on), profile, evaluation."""
+    run("check", "GPU vs CPU logits", stage_check, cfg, device)
+    run("train", "batch 1, compile off", stage_train, cfg, device, 1, False)
+    largest = None
+    for batch in cfg["batches"]:  # the largest batch that fits: stop at the first out-of-memory
+        result = run("train", f"batch {batch}, compile off", stage_train, cfg, device, batch, False)
+        if result is None or "error" in result:
+            break
+        largest = batch
+    run("profile", "one eager training step", stage_profile, cfg, device, largest or 1)
+    run("eval", "sliding window, bf16", stage_eval, cfg, device, "bf16")
+    run("eval", "sliding window, fp32", stage_eval, cfg, device, "off")
+    if not args.skip_compile:
+        compile_batch = largest or 1
+        remaining = args.budget_s + 30 - (time.perf_counter() - start)
+        setting = f"batch {compile_batch}, compile on (child process, {remaining:.0f} s allowed)"
+        if remaining < MIN_COMPILE_S:
+            rows.append(dict(stage="train", setting=setting, note=f"skipped: compiling needs about {MIN_COMPILE_S} s"))
+        else:
+            run("train", setting, compiled_train_in_child, args, compile_batch, remaining)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--tiny", action="store_true", help="dry run: dgcnet_r18 at tiny sizes")
     parser.add_argument("--budget-s", type=float, default=420.0, help="start no stage after this (default: 420)")
     parser.add_argument("--skip-compile", action="store_true", help="leave out the compiled-training stage")
+    parser.add_argument("--data-only", action="store_true",
+                        help="only the training-data stages: GPU-resized crops, then the engine on each data path")
     parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None,
                         help="folder for gpu_check.md and gpu_check.json (default: $OUT if set)")
     parser.add_argument("--child-compile-batch", type=int, default=None, help=argparse.SUPPRESS)
@@ -344,26 +420,14 @@ def main() -> int:
         print(report().splitlines()[-1], file=sys.stderr, flush=True)
         return result
 
-    run("check", "GPU vs CPU logits", stage_check, cfg, device)
-    run("train", "batch 1, compile off", stage_train, cfg, device, 1, False)
-    largest = None
-    for batch in cfg["batches"]:  # the largest batch that fits: stop at the first out-of-memory
-        result = run("train", f"batch {batch}, compile off", stage_train, cfg, device, batch, False)
-        if result is None or "error" in result:
-            break
-        largest = batch
-    run("profile", "one eager training step", stage_profile, cfg, device, largest or 1)
-    run("eval", "sliding window, bf16", stage_eval, cfg, device, "bf16")
-    run("eval", "sliding window, fp32", stage_eval, cfg, device, "off")
-    if not args.skip_compile:
-        compile_batch = largest or 1
-        remaining = args.budget_s + 30 - (time.perf_counter() - start)
-        setting = f"batch {compile_batch}, compile on (child process, {remaining:.0f} s allowed)"
-        if remaining < MIN_COMPILE_S:
-            rows.append(dict(stage="train", setting=setting, note=f"skipped: compiling needs about {MIN_COMPILE_S} s"))
-        else:
-            run("train", setting, compiled_train_in_child, args, compile_batch, remaining)
-    run("engine", "training engine with data loading", stage_engine, cfg, device, cfg["batches"][0])
+    if not args.data_only:
+        model_stages(args, cfg, device, run, rows, start)
+    # Written only when the stages below can still start (16 full-size images and their store).
+    root = engine_data(cfg, cfg["batches"][0]) if time.perf_counter() - start <= args.budget_s else None
+    run("crops", "training crops resized on the GPU", stage_crops, cfg, device, root)
+    for data in ENGINE_DATA:
+        run("engine", f"training engine, {ENGINE_DATA[data][2]}", stage_engine, cfg, device, cfg["batches"][0],
+            root, data)
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         env["gpu_memory_in_use_at_end_gib"] = (total - free) / 2**30

@@ -80,10 +80,13 @@ def test_gpu_check_dry_run(tmp_path):
     assert any(name.startswith("bwd [3, 512, 9, 9] x [512, 512, 3, 3]") for name in convs)
     assert 0 < sum(convs.values()) <= 1 + 1e-9
     engine = [r for r in results if r["stage"] == "engine"]
-    assert len(engine) == 1 and engine[0]["images_per_s"] == pytest.approx(2000 / engine[0]["ms_per_step"])
+    assert len(engine) == 2 and all(r["images_per_s"] == pytest.approx(2000 / r["ms_per_step"]) for r in engine)
+    assert "crops resized in the loader" in engine[0]["setting"] and "on the training device" in engine[1]["setting"]
+    crops = [r for r in results if r["stage"] == "crops"]
+    assert len(crops) == 1 and crops[0]["labels_equal"] and crops[0]["max_abs_difference"] < 1e-4
     table = (tmp_path / "gpu_check.md").read_text()
     assert table.count("\n| train |") == 3 and table.count("\n| eval |") == 2
-    assert table.count("\n| profile |") == 1 and table.count("\n| engine |") == 1
+    assert table.count("\n| profile |") == 1 and table.count("\n| engine |") == 2
 
 
 def test_data_benchmark_compares_files_and_prepared_store(tmp_path, capsys):
