@@ -1,11 +1,14 @@
-"""Training samples per CPU core: decoding the PNGs vs the prepared store (`dgcnet prepare`), side
-by side in one run, crop 832 from full-size 1024x2048 Cityscapes-style PNGs.
+"""Training samples per CPU core: decoding the PNGs vs the prepared store (`dgcnet prepare`), with
+crops resized in the loader or on the training device, side by side in one run, crop 832 from
+full-size 1024x2048 Cityscapes-style PNGs.
 
     python benchmarks/loader_throughput.py [--data DIR] [--workers 1] [--iters 40] [--rounds 3]
 
 Without --data, writes 8 synthetic images (`dgcnet synth --size 1024x2048`) to a temporary folder.
-Prepares the store (DATA/dgcnet-prepared) if it is not there, then alternates the two paths for
---rounds rounds of `dgcnet.benchmark.data_benchmark` (loader workers as in training) and prints
+Prepares the store (DATA/dgcnet-prepared) if it is not there, then alternates three paths for
+--rounds rounds: files (decoding the PNGs, crops resized in the loader: the path without a store),
+store (crops resized in the loader: training on the CPU), windows (the store, the loader cutting the
+uint8 windows the device resizes: training on a GPU; the resizing is device work, not counted), of `dgcnet.benchmark.data_benchmark` (loader workers as in training) and prints
 each round, the medians and the best rounds: samples per CPU core (the workers' own CPU time, so
 other work on the machine changes it less than wall time), the CPU time by phase, and the ratio.
 """
@@ -42,30 +45,37 @@ def main() -> None:
         prepared = prepare(data, data / "train.txt")
         if prepared.prepared:
             print(f"prepared {prepared.prepared} samples in {time.process_time() - start:.1f} s of CPU time")
-        figures: dict[str, list] = {"files": [], "store": []}
+        paths = {"files": (None, False), "store": (prepared.store, False), "windows": (prepared.store, True)}
+        figures: dict[str, list] = {name: [] for name in paths}
         for round_ in range(args.rounds):
-            for name, source in (("files", None), ("store", prepared.store)):
+            for name, (source, on_device) in paths.items():
                 r = data_benchmark(data, data / "train.txt", workers=args.workers, iters=args.iters,
-                                   crop=(args.crop, args.crop), prepared=source, seed=round_)
+                                   crop=(args.crop, args.crop), prepared=source, seed=round_,
+                                   resize_on_device=on_device)
                 figures[name].append(r)
                 phases = "  ".join(f"{k} {v:5.1f}" for k, v in r.phase_ms.items())
-                print(f"round {round_ + 1} {name:5s} {r.samples_per_core_s:6.1f} samples/s per core, "
+                print(f"round {round_ + 1} {name:7s} {r.samples_per_core_s:6.1f} samples/s per core, "
                       f"{r.samples_per_s:6.1f} by wall clock; CPU ms/sample {phases}")
         h, w = figures["files"][0].image_size
         print(f"medians ({args.rounds} rounds of {args.iters} samples, crop {args.crop} from {h}x{w}, "
               f"{args.workers} worker(s)):")
         for name, results in figures.items():
             phases = "  ".join(f"{k} {statistics.median(r.phase_ms[k] for r in results):5.1f}" for k in DATA_PHASES)
-            print(f"  {name:5s} {statistics.median(r.samples_per_core_s for r in results):6.1f} samples/s per core;"
+            print(f"  {name:7s} {statistics.median(r.samples_per_core_s for r in results):6.1f} samples/s per core;"
                   f" CPU ms/sample {phases}")
-        ratios = [s.samples_per_core_s / f.samples_per_core_s for f, s in zip(figures["files"], figures["store"])]
-        print(f"  store / files per core: {statistics.median(ratios):.1f}x (rounds: "
-              f"{', '.join(f'{x:.1f}' for x in ratios)})")
+        for name in ("store", "windows"):
+            ratios = [s.samples_per_core_s / f.samples_per_core_s for f, s in zip(figures["files"], figures[name])]
+            print(f"  {name} / files per core: {statistics.median(ratios):.1f}x (rounds: "
+                  f"{', '.join(f'{x:.1f}' for x in ratios)})")
         # On a busy machine other processes slow memory-bound work most; the best round of each
         # path is the one least disturbed.
         best = {name: max(r.samples_per_core_s for r in results) for name, results in figures.items()}
-        print(f"  best rounds: files {best['files']:.1f}, store {best['store']:.1f} samples/s per core, "
-              f"{best['store'] / best['files']:.1f}x")
+        print("  best rounds: " + ", ".join(f"{name} {value:.1f}" for name, value in best.items())
+              + f" samples/s per core; store {best['store'] / best['files']:.1f}x, windows "
+              f"{best['windows'] / best['files']:.1f}x")
+        resize = statistics.median(r.resize_ms for r in figures["windows"])
+        print(f"  windows resized into crops in this process: {resize:.1f} ms per sample on this CPU "
+              "(on a GPU: device work)")
         store = figures["store"][0]
         print(f"  on disk: image files {store.files_bytes / 2**20:.0f} MiB, prepared store "
               f"{store.store_bytes / 2**20:.0f} MiB")

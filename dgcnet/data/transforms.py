@@ -189,8 +189,9 @@ class TrainAugment:
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        window, crop, y = self.cut(image, label, rng)
-        return self.resize_window(window, crop), y
+        crop = self.draw(*label.shape, rng)
+        rows, cols = crop.window(self.crop_size)
+        return self.resize_window(torch.from_numpy(image[rows, cols]), crop), self.crop_label(label, crop)
 
     def cut(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
             ) -> tuple[torch.Tensor, Crop, torch.Tensor]:
@@ -217,8 +218,8 @@ class TrainAugment:
         return y
 
     def resize_window(self, window: torch.Tensor, crop: Crop) -> torch.Tensor:
-        """The normalised float32 3xHxW image crop from ``window`` (uint8, the source rows and
-        columns ``crop.window`` names), on the window's device."""
+        """The normalised float32 3xHxW image crop from ``window`` (uint8 HxWx3, the source rows and
+        columns ``crop.window`` names; each row's pixels contiguous), on the window's device."""
         (height, width), (h, w), (ch, cw) = crop.source, crop.scaled, self.crop_size
         top, left, flip, device = crop.top, crop.left, crop.flip, window.device
         # The crop window inside the resized image; the rest of the crop is padding. A flip is

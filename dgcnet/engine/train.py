@@ -211,6 +211,7 @@ def _resume_path(resume: str | None, run_dir: Path) -> Path | None:
 # Settings that may differ when resuming: where and how fast it runs, not what it learns.
 RESUMABLE_CHANGES = {"run.resume", "run.save_dir", "run.device", "run.distributed", "run.log_every", "run.save_every",
                      "run.keep", "run.allow_changes", "run.tensorboard", "data.workers", "train.num_steps",
+                     "data.prepared", "data.resize_on",  # the same samples either way
                      "train.compile", "train.channels_last",
                      "train.max_nonfinite_steps", "val.every", "val.data_list", "val.data_dir", "val.mode", "val.tile"}
 

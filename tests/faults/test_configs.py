@@ -112,6 +112,21 @@ def test_resume_with_other_settings_is_refused_and_keeps_the_config(tmp_path, tr
     assert (run / "checkpoint_0000003.pt").is_file()
 
 
+def test_resume_may_change_where_samples_are_made(tmp_path, trained_run):
+    """The store and the device resize give the same samples: resuming with them is no change."""
+    import shutil
+
+    from dgcnet.engine.train import train
+    from tests.faults.conftest import tiny_overrides
+
+    result, data_list = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    train(load_config(None, tiny_overrides(data_list, run, steps=3, **{
+        "run.resume": "auto", "data.prepared": "none", "data.resize_on": "device"})))
+    assert (run / "checkpoint_0000003.pt").is_file()  # not refused, and no run.allow_changes needed
+
+
 def test_library_refuses_devices_the_engines_do_not_run_on():
     from dgcnet.engine.distributed import resolve_device
 
