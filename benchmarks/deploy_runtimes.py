@@ -43,6 +43,7 @@ from dgcnet.benchmark import calibrate_batchnorm, device_name  # noqa: E402
 from dgcnet.cli.common import image_size  # noqa: E402
 from dgcnet.data.synth import synth_scene  # noqa: E402
 from dgcnet.data.transforms import normalize  # noqa: E402
+from dgcnet.engine.heap import keep_freed_memory  # noqa: E402
 from dgcnet.models.fast import optimize_for_inference  # noqa: E402
 from dgcnet.formats.load import load_model  # noqa: E402
 from dgcnet.formats.onnx import export_onnx  # noqa: E402
@@ -85,6 +86,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="threads of every variant (default: 2)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `dgcnet eval` and `predict` run the fast path (process-wide; the runtimes keep their own heaps)
 
     if args.weights:
         model, weights = load_model(args.weights), args.weights

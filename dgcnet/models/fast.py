@@ -1,5 +1,6 @@
 """A fast inference copy of a model: BatchNorm folded into the convolutions, channels-last memory,
-Winograd 3x3 convolutions on the CPU, no autograd, optionally compiled. The logits equal the eager
+Winograd 3x3 convolutions and packed oneDNN convolutions with fused ReLUs on the CPU, no autograd,
+optionally compiled. The logits equal the eager
 model's in fp32 (within 1e-4 relative).
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ import copy
 import torch
 from torch import nn
 
+from dgcnet.models.packed import packing_available, use_packed_convs
 from dgcnet.models.winograd import use_winograd
 
 _CONV = (nn.Conv1d, nn.Conv2d)
@@ -106,7 +108,8 @@ class InferenceModel(nn.Module):
 
 
 def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fold_bn: bool = True,
-                           winograd: bool | None = None, compile: bool = False) -> InferenceModel:
+                           winograd: bool | None = None, packed: bool | None = None,
+                           compile: bool = False) -> InferenceModel:
     """Return a fast eval-only copy of ``model`` (the original is left untouched).
 
     fold_bn: fold every conv -> BatchNorm pair into the conv (exact up to float rounding).
@@ -114,6 +117,9 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fold
     winograd: run the wide 3x3 convolutions by the Winograd algorithm (``dgcnet.models.winograd``);
     default: when the model is on the CPU (GPU libraries choose their own algorithms). It keeps
     a 4x larger transformed copy of those filters (754 MiB more for dgcnet_r101).
+    packed: oneDNN convolutions whose filters are converted once per dtype, with the ReLUs and
+    residual sums fused (``dgcnet.models.packed``); default: on the CPU, when BatchNorm is folded
+    and the model is not compiled (the compiler does its own fusing).
     On the CPU, calling ``dgcnet.engine.heap.keep_freed_memory()`` once first makes it faster still (process-wide).
     compile: ``torch.compile`` the result (the first call compiles; later calls are faster).
     Mixed precision stays the caller's choice: wrap the call in ``torch.autocast``.
@@ -127,6 +133,10 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fold
         winograd = next(fast.parameters()).device.type == "cpu"
     if winograd:
         use_winograd(fast)
+    if packed is None:
+        packed = next(fast.parameters()).device.type == "cpu" and fold_bn and not compile and packing_available()
+    if packed:
+        use_packed_convs(fast)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     runner = torch.compile(fast) if compile else None

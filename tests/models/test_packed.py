@@ -1,0 +1,87 @@
+"""Packed bf16 convolutions with fused ReLU and residual sum (the CPU fast path under bf16 autocast)."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dgcnet.models import build_model
+from dgcnet.models.fast import optimize_for_inference
+from dgcnet.models.packed import PackedConv2d, packing_available
+from dgcnet.models.winograd import WinogradConv2d
+from tests.models.test_fast import randomize_batchnorm, relative_error
+
+pytestmark = pytest.mark.skipif(not packing_available(), reason="this PyTorch build has no oneDNN")
+
+
+@pytest.fixture(scope="module")
+def r18():
+    torch.manual_seed(0)
+    model = build_model("dgcnet_r18", num_classes=5).eval()
+    randomize_batchnorm(model)
+    return model
+
+
+def _bf16(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return net(x)
+
+
+@pytest.mark.parametrize("relu,residual,stride,dilation", [(False, False, 1, 1), (True, False, 2, 1),
+                                                           (True, True, 1, 2), (False, True, 1, 1)])
+def test_fused_convolution_is_the_convolution_then_sum_then_relu(relu, residual, stride, dilation):
+    g = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(16, 24, 3, stride=stride, padding=dilation, dilation=dilation).eval()
+    x = torch.randn(2, 16, 20, 28, generator=g)
+    packed = PackedConv2d(conv, relu=relu)
+    with torch.no_grad():
+        out_shape = conv(x).shape
+        other = torch.randn(out_shape, generator=g) if residual else None
+        expected = conv(x) + (other if residual else 0)
+        expected = expected.relu() if relu else expected
+        # fp32: the plain convolution, the sum and the ReLU, exactly.
+        assert torch.equal(packed(x, other), expected)
+        # bf16: one rounding of the fused result, against the two of autocast's separate passes.
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fused = packed(x, other)
+            separate = conv(x) + (other.bfloat16() if residual else 0)
+            separate = F.relu(separate) if relu else separate
+    assert fused.dtype == torch.bfloat16 and fused.is_contiguous(memory_format=torch.channels_last)
+    assert relative_error(fused.float(), expected) < 1e-2
+    assert relative_error(fused.float(), expected) <= relative_error(separate.float(), expected) * 1.5
+    assert len(packed.packed) == 1  # the bf16 filter, packed once
+
+
+def test_every_convolution_of_the_fast_model_is_packed(r18):
+    fast = optimize_for_inference(r18)
+    convs = [m for m in fast.modules() if isinstance(m, PackedConv2d)]
+    assert len(convs) == sum(isinstance(m, nn.Conv2d) for m in r18.modules())
+    wrapped = {id(m.conv) for m in convs} | {id(m.conv.conv) for m in convs if isinstance(m.conv, WinogradConv2d)}
+    assert all(id(m) in wrapped for m in fast.modules() if type(m) is nn.Conv2d)
+    # Each ReLU that followed a convolution is fused: those left apply to sums or run in the heads.
+    assert sum(m.relu for m in convs) > len(convs) // 2
+
+
+def test_packing_changes_nothing_in_fp32_and_little_in_bf16(r18):
+    packed, plain = optimize_for_inference(r18), optimize_for_inference(r18, packed=False)
+    for size in ((65, 81), (48, 96), (65, 81)):  # packed for the first size, run at others too
+        x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(size[1]))
+        assert torch.equal(packed(x), plain(x))
+        reference = plain(x)
+        low, low_plain = _bf16(packed, x), _bf16(plain, x)
+        assert low.dtype == torch.bfloat16
+        assert relative_error(low.float(), reference) < 5e-2
+        assert relative_error(low.float(), reference) <= relative_error(low_plain.float(), reference) * 1.5
+
+
+def test_packed_model_copies_and_moves(r18):
+    fast = optimize_for_inference(r18)
+    x = torch.randn(1, 3, 33, 49, generator=torch.Generator().manual_seed(3))
+    low = _bf16(fast, x)
+    copied = copy.deepcopy(fast)  # after packing: the copy packs its own filters
+    assert all(len(m.packed) == 0 for m in copied.modules() if isinstance(m, PackedConv2d))
+    assert torch.equal(_bf16(copied, x), low)
+    assert not any(t.is_mkldnn for t in fast.state_dict().values())
+    fast.float()  # any move or cast drops the packed filters
+    assert all(len(m.packed) == 0 for m in fast.modules() if isinstance(m, PackedConv2d))
