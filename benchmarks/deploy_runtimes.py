@@ -84,6 +84,9 @@ def main() -> int:
     parser.add_argument("--weights", default=None, help="weights file (default: random, calibrated BatchNorm)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (default: 5)")
     parser.add_argument("--threads", type=int, default=2, help="threads of every variant (default: 2)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the table, where the bf16 time goes: dgcnet's by operator (torch.profiler), "
+                             "OpenVINO's default precision by layer type and kernel (its performance counters)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as `dgcnet eval` and `predict` run the fast path (process-wide; the runtimes keep their own heaps)
@@ -134,6 +137,7 @@ def main() -> int:
                 run(x)
                 times[name].append(time.perf_counter() - start)
         load_after = os.getloadavg()
+        profiles = bf16_profiles(variants["dgcnet fast bf16"], onnx_path, x, args.threads) if args.profile else []
 
     def full_argmax(logits: np.ndarray) -> torch.Tensor:
         return F.interpolate(torch.from_numpy(logits), size=args.size, mode="bilinear", align_corners=True).argmax(1)
@@ -158,7 +162,38 @@ def main() -> int:
         median = statistics.median(times[name])
         print(f"| {name} | {median:.3f} | {min(times[name]):.3f} | "
               f"{statistics.median(times['eager fp32']) / median:.2f}x | {error:.1e} | {100 * agreement:.3f}% |")
+    for title, shares in profiles:
+        total = sum(shares.values())
+        print(f"\n{title}: {1000 * total:.0f} ms in all; " + ", ".join(
+            f"{name} {100 * seconds / total:.1f}%" for name, seconds in sorted(shares.items(), key=lambda kv: -kv[1])[:8]))
     return 0
+
+
+def bf16_profiles(ours: Callable[[np.ndarray], np.ndarray], onnx_path: Path, x: np.ndarray,
+                  threads: int) -> list[tuple[str, dict[str, float]]]:
+    """Seconds by operator of one dgcnet bf16 pass, and by layer type and kernel of one OpenVINO
+    pass at its default precision (when installed)."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        ours(x)
+    profiles = [("dgcnet fast bf16, by operator (self CPU time)",
+                 {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()})]
+    try:
+        import openvino
+    except ImportError:
+        return profiles
+    compiled = openvino.Core().compile_model(str(onnx_path), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                                    "PERF_COUNT": True})
+    request = compiled.create_infer_request()
+    request.infer({0: x})
+    request.infer({0: x})  # the second pass, after the first one's primitive creation
+    shares: dict[str, float] = {}
+    for info in request.profiling_info:
+        key = f"{info.node_type} ({info.exec_type})"
+        shares[key] = shares.get(key, 0.0) + info.real_time.total_seconds()
+    profiles.append(("openvino default, by layer type (kernel)", shares))
+    return profiles
 
 
 if __name__ == "__main__":
