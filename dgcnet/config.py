@@ -119,7 +119,9 @@ class ValConfig:
     data_list: str | None = None
     data_dir: str | None = None  # default: data.data_dir
     mode: str = "sliding"
-    tile: int = 832
+    # Sliding-window tile; None: the model's own, the training crop (data.input_size), as
+    # `dgcnet eval` uses it: 832 (stride 555) for the recipe.
+    tile: int | None = None
 
 
 @dataclass
@@ -327,7 +329,7 @@ def validate(config: TrainConfig) -> None:
         (_finite(loss.aux_weight) and loss.aux_weight >= 0, f"loss.aux_weight must not be negative, got {loss.aux_weight}"),
         (0 <= config.run.seed < 2**32, f"run.seed must be in 0..2^32-1, got {config.run.seed}"),
         (config.val.mode in MODES, f"val.mode: expected one of {', '.join(MODES)}, got {config.val.mode!r}"),
-        (config.val.tile >= 1, f"val.tile must be at least 1, got {config.val.tile}"),
+        (config.val.tile is None or config.val.tile >= 1, f"val.tile must be at least 1, got {config.val.tile}"),
         (config.train.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be at least 1"),
         (config.loss.ohem_min_kept >= 0, "loss.ohem_min_kept must not be negative"),
         (config.data.workers is None or config.data.workers >= 0, "data.workers must not be negative"),

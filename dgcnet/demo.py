@@ -110,7 +110,7 @@ def train_overrides(settings: DemoSettings, data_dir: Path, run_dir: Path, devic
     ]
     if settings.validations:
         pairs += [("val.every", max(1, settings.steps // settings.validations)), ("val.data_list", str(data_dir / "val.txt")),
-                  ("val.mode", "sliding"), ("val.tile", max(crop_size(settings)))]  # as eval will
+                  ("val.mode", "sliding")]  # the tile follows the crop, as in eval
     return pairs
 
 

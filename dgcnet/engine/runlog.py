@@ -106,7 +106,7 @@ def log_line(record: dict[str, Any], total: int) -> str:
     return text
 
 
-def validation_pictures(model: torch.nn.Module, dataset: Any, *, mode: str, tile: int, count: int = 3,
+def validation_pictures(model: torch.nn.Module, dataset: Any, *, mode: str, tile: int | None, count: int = 3,
                         amp: str = "off") -> list[np.ndarray]:
     """Input | ground truth | prediction (class colours, void black) of the first ``count``
     validation images, one HxWx3 uint8 picture each."""

@@ -159,12 +159,24 @@ def test_one_loader_serves_every_epoch_from_any_start(data_list, workers):
 
 
 def test_batches_moved_to_the_device_in_the_training_dtype_and_layout():
-    batches = iter([(0, torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.uint8))] * 2)  # as the loader gives them
-    moved = list(train_module._on_device(batches, torch.device("cpu"), torch.float64, channels_last=True))
-    assert [epoch for epoch, _, _ in moved] == [0, 0]
-    _, images, labels = moved[0]
-    assert images.dtype == torch.float64 and images.is_contiguous(memory_format=torch.channels_last)
-    assert labels.dtype == torch.long and labels.shape == (2, 8, 8)
+    from dgcnet.data.transforms import ImageWindow, TrainAugment, WindowBatch
+
+    augment = TrainAugment((8, 8))
+    rng = np.random.default_rng(0)
+    image, label = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), np.zeros((12, 16), dtype=np.uint8)
+    cuts = [augment.cut(image, label, np.random.default_rng(i)) for i in range(2)]
+    windows = WindowBatch([ImageWindow(window, crop) for window, crop, _ in cuts])
+    batches = iter([(0, torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.uint8)),  # as the loader gives them
+                    (1, windows, torch.stack([y for _, _, y in cuts]))])
+    moved = list(train_module._on_device(batches, torch.device("cpu"), torch.float64, channels_last=True,
+                                         augment=augment))
+    assert [epoch for epoch, _, _ in moved] == [0, 1]
+    for _, images, labels in moved:
+        assert images.dtype == torch.float64 and images.is_contiguous(memory_format=torch.channels_last)
+        assert images.shape == (2, 3, 8, 8) and labels.dtype == torch.long and labels.shape == (2, 8, 8)
+    # The windows became the crops the loader would have made.
+    expected = torch.stack([augment(image, label, np.random.default_rng(i))[0] for i in range(2)])
+    assert torch.equal(moved[1][1], expected.double())
 
 
 def test_unset_workers_are_resolved_and_logged(data_list, tmp_path, capsys, monkeypatch):
@@ -332,10 +344,22 @@ def test_mixed_precision_and_channels_last_run(data_list, tmp_path, amp):
     assert all(v.dtype != torch.bfloat16 and v.dtype != torch.float16 for v in state["model"].values())
 
 
-def test_periodic_validation_keeps_the_best_checkpoint(data_list, tmp_path):
+def test_periodic_validation_keeps_the_best_checkpoint(data_list, tmp_path, monkeypatch):
+    import dgcnet.engine.evaluate as evaluate_module
+    from dgcnet.engine.inference import resolve_tile
+
+    tiles = []
+    evaluate = evaluate_module.evaluate
+
+    def recording_evaluate(model, dataset, **kwargs):
+        tiles.append(resolve_tile(model, kwargs["tile"], None))
+        return evaluate(model, dataset, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "evaluate", recording_evaluate)
     config = load_config(None, tiny_overrides(data_list, tmp_path / "run", steps=2, **{
-        "val.every": 1, "val.data_list": data_list, "val.tile": 65}))
+        "val.every": 1, "val.data_list": data_list}))
     result = train(config)
+    assert tiles == [(65, 44), (65, 44)]  # no val.tile: the training crop's tile, as dgcnet eval
     records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
     val = [r for r in records if "val_miou" in r]
     assert [r["iteration"] for r in val] == [1, 2]
