@@ -100,10 +100,11 @@ def main() -> int:
     image_np, _ = synth_scene(np.random.default_rng(0), *args.size)
     x = normalize(image_np, model.info.rgb)[None].numpy()
 
+    fast_bf16 = optimize_for_inference(model)
     variants: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "eager fp32": torch_runner(model.eval(), False),
         "dgcnet fast fp32": torch_runner(optimize_for_inference(model), False),
-        "dgcnet fast bf16": torch_runner(optimize_for_inference(model), True),
+        "dgcnet fast bf16": torch_runner(fast_bf16, True),
     }
     notes = []
     with tempfile.TemporaryDirectory() as folder:
@@ -137,7 +138,8 @@ def main() -> int:
                 run(x)
                 times[name].append(time.perf_counter() - start)
         load_after = os.getloadavg()
-        profiles = bf16_profiles(variants["dgcnet fast bf16"], onnx_path, x, args.threads) if args.profile else []
+        profiles = bf16_profiles(variants["dgcnet fast bf16"], fast_bf16, onnx_path, x, args.threads) \
+            if args.profile else []
 
     def full_argmax(logits: np.ndarray) -> torch.Tensor:
         return F.interpolate(torch.from_numpy(logits), size=args.size, mode="bilinear", align_corners=True).argmax(1)
@@ -165,20 +167,41 @@ def main() -> int:
     for title, shares in profiles:
         total = sum(shares.values())
         print(f"\n{title}: {1000 * total:.0f} ms in all; " + ", ".join(
-            f"{name} {100 * seconds / total:.1f}%" for name, seconds in sorted(shares.items(), key=lambda kv: -kv[1])[:8]))
+            f"{name} {1000 * seconds:.0f} ms ({100 * seconds / total:.1f}%)"
+            for name, seconds in sorted(shares.items(), key=lambda kv: -kv[1])[:8]))
     return 0
 
 
-def bf16_profiles(ours: Callable[[np.ndarray], np.ndarray], onnx_path: Path, x: np.ndarray,
+def bf16_profiles(ours: Callable[[np.ndarray], np.ndarray], net: torch.nn.Module, onnx_path: Path, x: np.ndarray,
                   threads: int) -> list[tuple[str, dict[str, float]]]:
-    """Seconds by operator of one dgcnet bf16 pass, and by layer type and kernel of one OpenVINO
-    pass at its default precision (when installed)."""
+    """Seconds by operator of one dgcnet bf16 pass, its convolutions by kernel size, and one
+    OpenVINO pass at its default precision by layer type and kernel (when installed)."""
     from torch.profiler import profile
+
+    from dgcnet.models.packed import PackedConv2d
 
     with profile() as prof:
         ours(x)
     profiles = [("dgcnet fast bf16, by operator (self CPU time)",
                  {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()})]
+    by_kernel: dict[str, float] = {}
+    started: dict[int, float] = {}
+
+    def before(module: PackedConv2d, args: tuple) -> None:
+        started[id(module)] = time.perf_counter()
+
+    def after(module: PackedConv2d, args: tuple, output: torch.Tensor) -> None:
+        k = "x".join(map(str, module.base.kernel_size))
+        key = f"{k} convolutions"
+        by_kernel[key] = by_kernel.get(key, 0.0) + time.perf_counter() - started.pop(id(module))
+
+    convs = [m for m in net.modules() if isinstance(m, PackedConv2d)]
+    hooks = [h for m in convs for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
+    ours(x)
+    for hook in hooks:
+        hook.remove()
+    if by_kernel:
+        profiles.append(("dgcnet fast bf16, convolutions by kernel size (wall time)", by_kernel))
     try:
         import openvino
     except ImportError:
