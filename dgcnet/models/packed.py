@@ -69,7 +69,10 @@ class PackedConv2d(nn.Module):
         self.packed.clear()
         return super()._apply(fn, recurse)
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None,
+                overwrite_residual: bool = False) -> torch.Tensor:
+        """``overwrite_residual``: the caller no longer needs ``residual``, and the result may be
+        written into it (in bf16: one fewer tensor through memory, about 9% of dgcnet_r101's time)."""
         if x.device.type != "cpu" or torch.is_grad_enabled() and x.requires_grad:
             return self._unfused(x, residual)
         bf16 = x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu")
@@ -85,43 +88,52 @@ class PackedConv2d(nn.Module):
         if residual is None:
             return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, unary, [], "")
         residual = residual.to(dtype).contiguous(memory_format=torch.channels_last)
+        if overwrite_residual:
+            return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, weight, bias, *args, "add", 1.0,
+                                                                  unary if self.relu else None, [], "")
         return torch.ops.mkldnn._convolution_pointwise.binary(x, residual, weight, bias, *args, "add", 1.0,
                                                              unary if self.relu else None, [], "")
 
     def _unfused(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         out = self.conv(x)
         if residual is not None:
-            out = out + residual
+            # In place into the convolution's own fresh output, unless the sum needs another dtype.
+            out = out.add_(residual) if out.dtype == torch.promote_types(out.dtype, residual.dtype) else out + residual
         return out.relu_() if self.relu else out
 
 
 class PackedBottleneck(nn.Module):
     """A folded ``Bottleneck`` with packed convolutions: ReLUs and the residual sum fused."""
 
-    def __init__(self, block: Bottleneck) -> None:
+    def __init__(self, block: Bottleneck, owns_input: bool = False) -> None:
         super().__init__()
         self.conv1 = PackedConv2d(block.conv1, relu=True)
         self.conv2 = PackedConv2d(block.conv2, relu=True)
         self.conv3 = PackedConv2d(block.conv3, relu=True)
         self.downsample = block.downsample
+        # The input is the previous block's output, which nothing else reads: the sum may go into it.
+        self.owns_input = owns_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return self.conv3(self.conv2(self.conv1(x)), identity)
+        return self.conv3(self.conv2(self.conv1(x)), identity,
+                          overwrite_residual=self.downsample is not None or self.owns_input)
 
 
 class PackedBasicBlock(nn.Module):
     """A folded ``BasicBlock`` with packed convolutions: ReLUs and the residual sum fused."""
 
-    def __init__(self, block: BasicBlock) -> None:
+    def __init__(self, block: BasicBlock, owns_input: bool = False) -> None:
         super().__init__()
         self.conv1 = PackedConv2d(block.conv1, relu=True)
         self.conv2 = PackedConv2d(block.conv2, relu=True)
         self.downsample = block.downsample
+        self.owns_input = owns_input  # as PackedBottleneck's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return self.conv2(self.conv1(x), identity)
+        return self.conv2(self.conv1(x), identity,
+                          overwrite_residual=self.downsample is not None or self.owns_input)
 
 
 _CONVS = (nn.Conv2d, WinogradConv2d)
@@ -139,11 +151,14 @@ def use_packed_convs(model: nn.Module) -> int:
         model.conv1[-1] = PackedConv2d(last, relu=True)
         model.relu = nn.Identity()
     for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
+        for i, (name, child) in enumerate(list(parent.named_children())):
+            # A block after another in the same Sequential is the only reader of that block's output.
+            owns_input = isinstance(parent, nn.Sequential) and i > 0 and isinstance(
+                parent[i - 1], (Bottleneck, BasicBlock, PackedBottleneck, PackedBasicBlock))
             if isinstance(child, Bottleneck):
-                setattr(parent, name, PackedBottleneck(child))
+                setattr(parent, name, PackedBottleneck(child, owns_input))
             elif isinstance(child, BasicBlock):
-                setattr(parent, name, PackedBasicBlock(child))
+                setattr(parent, name, PackedBasicBlock(child, owns_input))
     for parent in list(model.modules()):
         if isinstance(parent, (PackedConv2d, WinogradConv2d)):
             continue

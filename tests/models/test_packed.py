@@ -85,3 +85,27 @@ def test_packed_model_copies_and_moves(r18):
     assert not any(t.is_mkldnn for t in fast.state_dict().values())
     fast.float()  # any move or cast drops the packed filters
     assert all(len(m.packed) == 0 for m in fast.modules() if isinstance(m, PackedConv2d))
+
+
+def test_sums_go_into_a_block_input_only_when_nothing_else_reads_it(r18):
+    from dgcnet.models.packed import PackedBasicBlock
+
+    fast = optimize_for_inference(r18)
+    blocks = [m for m in fast.modules() if isinstance(m, PackedBasicBlock)]
+    # The first block of each layer reads the layer's input (its sum goes into the fresh
+    # downsampled tensor); every later block owns its input, the output of the block before.
+    assert [b.owns_input for b in blocks] == [False, True] * 4
+    x = torch.randn(1, 3, 40, 56, generator=torch.Generator().manual_seed(4))
+    before = x.clone()
+    low = _bf16(fast, x)
+    assert torch.equal(x, before)  # the caller's image is never written
+    block = blocks[1]
+    inner = torch.randn(1, 64, 10, 14, generator=torch.Generator().manual_seed(5))
+    kept = inner.clone()
+    block.owns_input = False
+    with torch.no_grad():
+        reference = _bf16(block, inner)
+        assert torch.equal(inner, kept)  # not owned: left alone
+        block.owns_input = True
+        assert torch.equal(_bf16(block, inner), reference)  # owned: the same result, written into it
+    assert low.dtype == torch.bfloat16
