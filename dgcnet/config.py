@@ -47,6 +47,12 @@ class ModelConfig:
 RESIZE_ON = ("auto", "loader", "device")
 
 
+def resize_on_device(resize_on: str, device_type: str) -> bool:
+    """data.resize_on resolved for a device type: "auto" resizes on a GPU, where it costs next to
+    nothing, and in the loader workers otherwise, where it would take the training process's CPU."""
+    return resize_on == "device" or (resize_on == "auto" and device_type != "cpu")
+
+
 @dataclass
 class DataConfig:
     data_dir: str = "./dataset"

@@ -11,11 +11,10 @@ import torch
 
 from dgcnet.benchmark import DataBenchmarkResult, benchmark, data_benchmark
 from dgcnet.cli.common import CommandAdder, add_device_arg, count, image_size, positive_int
-from dgcnet.config import AMP_MODES, RESIZE_ON
+from dgcnet.config import AMP_MODES, RESIZE_ON, resize_on_device
 from dgcnet.data import CITYSCAPES, default_workers, load_class_file
 from dgcnet.data.store import DEFAULT_NAME, find_store
 from dgcnet.engine.distributed import resolve_device
-from dgcnet.engine.train import resize_on_device
 from dgcnet.errors import DgcnetError
 from dgcnet.models import list_models
 
@@ -105,7 +104,7 @@ def run_data(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
     classes = load_class_file(args.classes) if args.classes else CITYSCAPES
     prepared = None if args.prepared.lower() == "none" else args.prepared
-    on_device = resize_on_device(args.resize_on, resolve_device(args.device))
+    on_device = resize_on_device(args.resize_on, resolve_device(args.device).type)
     if args.compare:
         store = find_store(args.data_dir, prepared)
         if store is None:

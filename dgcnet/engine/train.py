@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from dgcnet.config import LossConfig, TrainConfig, config_to_dict, save_config
+from dgcnet.config import LossConfig, TrainConfig, config_to_dict, resize_on_device, save_config
 from dgcnet.data.dataset import ReportErrors, SegmentationDataset, collate, default_workers
 from dgcnet.data.transforms import TrainAugment, WindowBatch
 from dgcnet.data.classes import load_class_file
@@ -320,12 +320,6 @@ class TrainingRun:
     resume_from: Path | None
 
 
-def resize_on_device(resize_on: str, device: torch.device) -> bool:
-    """data.resize_on resolved for ``device``: "auto" resizes on a GPU, where it costs next to
-    nothing, and in the loader workers otherwise, where it would take the training process's CPU."""
-    return resize_on == "device" or (resize_on == "auto" and device.type != "cpu")
-
-
 def _datasets(config: TrainConfig, env: DistEnv, say: Callable[[str], None]
               ) -> tuple[ClassInfo, SegmentationDataset, DistributedSampler, SegmentationDataset | None]:
     """The classes, the training data and its sampler, the validation data. The list's cheap
@@ -341,7 +335,7 @@ def _datasets(config: TrainConfig, env: DistEnv, say: Callable[[str], None]
                                   crop_size=cfg_data.input_size,
                                   scale=cfg_data.scale, mirror=cfg_data.mirror, rgb=cfg_data.rgb, seed=cfg_run.seed,
                                   prepared=cfg_data.prepared,
-                                  resize_on_device=resize_on_device(cfg_data.resize_on, env.device))
+                                  resize_on_device=resize_on_device(cfg_data.resize_on, env.device.type))
     where = "on the training device" if dataset.resize_on_device else "in the loader workers"
     say(f"training data: {dataset.source}; crops resized {where}")
     sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
