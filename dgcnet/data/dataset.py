@@ -160,7 +160,8 @@ class SegmentationDataset(Dataset):
     @property
     def source(self) -> str:
         if self.store is None:
-            return "decoding the image files (`dgcnet prepare` makes a store that needs a quarter of the CPU per sample, a twentieth with crops resized on a GPU)"
+            return ("decoding the image files (`dgcnet prepare` makes a store that needs a quarter of the CPU "
+                    "per sample, a twentieth with crops resized on a GPU)")
         return f"prepared store {self.store.root} (decoded arrays, memory-mapped)"
 
     def set_epoch(self, epoch: int) -> None:
