@@ -6,6 +6,7 @@ import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
@@ -135,18 +136,32 @@ def _nearest_taps(size: int, out_size: int, start: int, stop: int) -> torch.Tens
 @dataclass(frozen=True)
 class Crop:
     """One training crop's random draws: the image (``source``: height, width) resized to
-    ``scaled``, the crop's window at (top, left) of the resized image, mirrored or not."""
+    ``scaled``, a crop of ``size`` at (top, left) of the resized image, mirrored or not."""
 
     source: tuple[int, int]
     scaled: tuple[int, int]
     top: int
     left: int
     flip: bool
+    size: tuple[int, int]
 
-    def window(self, crop_size: tuple[int, int]) -> tuple[slice, slice]:
+    @property
+    def bottom_right(self) -> tuple[int, int]:
+        """Where the crop's pixels end inside the resized image; the rest of the crop is padding."""
+        return min(self.top + self.size[0], self.scaled[0]), min(self.left + self.size[1], self.scaled[1])
+
+    @property
+    def columns(self) -> tuple[int, int]:
+        """The crop's columns that hold pixels: a flip takes the columns in reverse order, so they
+        then end at the crop's right."""
+        cols = self.bottom_right[1] - self.left
+        return (self.size[1] - cols, self.size[1]) if self.flip else (0, cols)
+
+    @cached_property
+    def window(self) -> tuple[slice, slice]:
         """The source rows and columns the image crop reads: all a crop needs of the image."""
-        (height, width), (h, w), (ch, cw) = self.source, self.scaled, crop_size
-        bottom, right = min(self.top + ch, h), min(self.left + cw, w)
+        (height, width), (h, w) = self.source, self.scaled
+        bottom, right = self.bottom_right
         if (h, w) == (height, width):
             return slice(self.top, bottom), slice(self.left, right)
         y0, y1, _ = _linear_taps(height, h, self.top, bottom)
@@ -185,48 +200,43 @@ class TrainAugment:
         top = int(rng.integers(0, max(h, ch) - ch + 1))
         left = int(rng.integers(0, max(w, cw) - cw + 1))
         flip = self.mirror and rng.random() < 0.5
-        return Crop((height, width), (h, w), top, left, flip)
+        return Crop((height, width), (h, w), top, left, flip, self.crop_size)
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         crop = self.draw(*label.shape, rng)
-        rows, cols = crop.window(self.crop_size)
-        return self.resize_window(torch.from_numpy(image[rows, cols]), crop), self.crop_label(label, crop)
+        return self.resize_window(torch.from_numpy(image[crop.window]), crop), self.crop_label(label, crop)
 
     def cut(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
             ) -> tuple[torch.Tensor, Crop, torch.Tensor]:
         """Draw a crop: the source window its image crop reads (uint8 HxWx3, a copy), the crop,
         and the finished label crop."""
         crop = self.draw(*label.shape, rng)
-        rows, cols = crop.window(self.crop_size)
-        return torch.from_numpy(np.ascontiguousarray(image[rows, cols])), crop, self.crop_label(label, crop)
+        return torch.from_numpy(np.ascontiguousarray(image[crop.window])), crop, self.crop_label(label, crop)
 
     def crop_label(self, label: np.ndarray, crop: Crop) -> torch.Tensor:
         """The uint8 label crop: nearest resize, padded with the ignore index, mirrored."""
-        (height, width), (h, w), (ch, cw) = crop.source, crop.scaled, self.crop_size
-        bottom, right = min(crop.top + ch, h), min(crop.left + cw, w)
-        rows, cols = bottom - crop.top, right - crop.left
-        c0, c1 = (cw - cols, cw) if crop.flip else (0, cols)
-        y = torch.full((ch, cw), IGNORE_INDEX, dtype=torch.uint8)
+        (height, width), (h, w) = crop.source, crop.scaled
+        bottom, right = crop.bottom_right
+        c0, c1 = crop.columns
+        y = torch.full(crop.size, IGNORE_INDEX, dtype=torch.uint8)
         lab = torch.from_numpy(label)
         if (h, w) == (height, width):
             patch = lab[crop.top:bottom, crop.left:right]
         else:
             ny, nx = _nearest_taps(height, h, crop.top, bottom), _nearest_taps(width, w, crop.left, right)
             patch = lab.index_select(0, ny).index_select(1, nx)
-        y[:rows, c0:c1] = patch.flip(1) if crop.flip else patch
+        y[:bottom - crop.top, c0:c1] = patch.flip(1) if crop.flip else patch
         return y
 
     def resize_window(self, window: torch.Tensor, crop: Crop) -> torch.Tensor:
         """The normalised float32 3xHxW image crop from ``window`` (uint8 HxWx3, the source rows and
         columns ``crop.window`` names; each row's pixels contiguous), on the window's device."""
-        (height, width), (h, w), (ch, cw) = crop.source, crop.scaled, self.crop_size
+        (height, width), (h, w), (ch, cw) = crop.source, crop.scaled, crop.size
         top, left, flip, device = crop.top, crop.left, crop.flip, window.device
-        # The crop window inside the resized image; the rest of the crop is padding. A flip is
-        # done by taking the columns in reverse order: the window then ends at the crop's right.
-        bottom, right = min(top + ch, h), min(left + cw, w)
+        bottom, right = crop.bottom_right
         rows, cols = bottom - top, right - left
-        c0, c1 = (cw - cols, cw) if flip else (0, cols)
+        c0, c1 = crop.columns
         x = torch.empty(3, ch, cw, dtype=torch.float32, device=device)
         x[:, rows:] = 0
         x[:, :rows, :c0] = 0
@@ -239,7 +249,7 @@ class TrainAugment:
         else:
             # Taps made on the window's device (no copies), relative to the window's first row and
             # column, which come from the crop alone (no reading back from the device).
-            rows_read, cols_read = crop.window(self.crop_size)
+            rows_read, cols_read = crop.window
             y0, y1, wy = _linear_taps(height, h, top, bottom, device)
             x0, x1, wx = _linear_taps(width, w, left, right, device)
             y0, y1 = y0 - rows_read.start, y1 - rows_read.start

@@ -84,15 +84,16 @@ class PackedConv2d(nn.Module):
         weight, bias = self._filters(dtype, list(x.shape))
         c = self.base
         args = (list(c.padding), list(c.stride), list(c.dilation), c.groups)
-        unary = "relu" if self.relu else "none"
         if residual is None:
-            return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, unary, [], "")
+            return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, "relu" if self.relu else "none",
+                                                           [], "")
         residual = residual.to(dtype).contiguous(memory_format=torch.channels_last)
+        unary = "relu" if self.relu else None
         if overwrite_residual:
             return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, weight, bias, *args, "add", 1.0,
-                                                                  unary if self.relu else None, [], "")
+                                                                  unary, [], "")
         return torch.ops.mkldnn._convolution_pointwise.binary(x, residual, weight, bias, *args, "add", 1.0,
-                                                             unary if self.relu else None, [], "")
+                                                             unary, [], "")
 
     def _unfused(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         out = self.conv(x)
@@ -144,7 +145,6 @@ def use_packed_convs(model: nn.Module) -> int:
     ones, and every other 2D convolution by a ``PackedConv2d``, fusing the ReLU that follows it
     in an ``nn.Sequential`` (the folded BatchNorm between them is an ``nn.Identity``). Returns
     the number of convolutions packed."""
-    packed = 0
     if isinstance(model, ResNetBackbone):
         # The stem's ReLU (after its last convolution and the folded bn1) moves into that convolution.
         last = model.conv1[-1]
@@ -175,7 +175,4 @@ def use_packed_convs(model: nn.Module) -> int:
                 index = next(j for j in range(i + 1, len(children)) if children[j][1] is following[0])
                 setattr(parent, children[index][0], nn.Identity())
             setattr(parent, name, PackedConv2d(child, relu=relu))
-    for module in model.modules():
-        if isinstance(module, PackedConv2d):
-            packed += 1
-    return packed
+    return sum(isinstance(module, PackedConv2d) for module in model.modules())

@@ -50,6 +50,21 @@ def tiny_overrides(data_list: Path, save_dir: Path, steps: int = 3, **extra) -> 
     return [f"{k}={v}" for k, v in values.items()]
 
 
+def nan_from_second_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training builds models whose layer4 output is NaN from the second forward pass on."""
+    def build_with_nan_from_second_call(arch, num_classes, **kwargs):
+        model = build_model(arch, num_classes, **kwargs)
+        calls = []
+
+        def poison(module, inputs, output):
+            calls.append(1)
+            return output * float("nan") if len(calls) >= 2 else output
+        model.layer4.register_forward_hook(poison)
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build_with_nan_from_second_call)
+
+
 def model_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
@@ -277,17 +292,7 @@ def test_nonfinite_loss_in_a_row_stops_with_a_clear_error(data_list, tmp_path, m
     with pytest.raises(DgcnetError, match="nan.pth: refused: tensor head.bottleneck.3.bias holds 19 non-finite"):
         train(load_config(None, tiny_overrides(data_list, tmp_path / "run", **{"model.restore_from": tmp_path / "nan.pth"})))
 
-    def build_with_nan_from_second_call(arch, num_classes, **kwargs):
-        model = build_model(arch, num_classes, **kwargs)
-        calls = []
-
-        def poison(module, inputs, output):
-            calls.append(1)
-            return output * float("nan") if len(calls) >= 2 else output
-        model.layer4.register_forward_hook(poison)
-        return model
-
-    monkeypatch.setattr(train_module, "build_model", build_with_nan_from_second_call)
+    nan_from_second_forward(monkeypatch)
     with pytest.raises(DgcnetError, match=r"2 non-finite losses or gradients in a row \(last at iteration 3\)"
                                           r".*Last checkpoint: .*checkpoint_0000001.pt"):
         train(load_config(None, tiny_overrides(data_list, tmp_path / "run2", steps=5,

@@ -105,21 +105,10 @@ def test_resume_with_num_steps_below_the_checkpoint_is_an_error(tmp_path, traine
 
 
 def test_nan_guard_keeps_and_names_the_last_good_checkpoint(tmp_path, monkeypatch, trained_run):
-    import dgcnet.engine.train as train_module
-    from dgcnet.models import build_model
-
-    def build_with_nan_from_second_call(arch, num_classes, **kwargs):
-        model = build_model(arch, num_classes, **kwargs)
-        calls = []
-
-        def poison(module, inputs, output):
-            calls.append(1)
-            return output * float("nan") if len(calls) >= 2 else output
-        model.layer4.register_forward_hook(poison)
-        return model
+    from tests.engine.test_train import nan_from_second_forward
 
     _, data_list = trained_run
-    monkeypatch.setattr(train_module, "build_model", build_with_nan_from_second_call)
+    nan_from_second_forward(monkeypatch)
     run = tmp_path / "run"
     overrides = {"train.max_nonfinite_steps": 3, "run.save_every": 1, "run.keep": 1}
     with pytest.raises(DgcnetError, match=r"Last checkpoint: \S*checkpoint_0000001.pt\. "):

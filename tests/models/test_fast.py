@@ -22,14 +22,6 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
 
 
 @pytest.fixture(scope="module")
-def r18():
-    torch.manual_seed(0)
-    model = build_model("dgcnet_r18", num_classes=5).eval()
-    randomize_batchnorm(model)
-    return model
-
-
-@pytest.fixture(scope="module")
 def image():
     return torch.randn(2, 3, 65, 81, generator=torch.Generator().manual_seed(1))
 

@@ -6,21 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgcnet.models import build_model
 from dgcnet.models.fast import optimize_for_inference
 from dgcnet.models.packed import PackedConv2d, packing_available
 from dgcnet.models.winograd import WinogradConv2d
-from tests.models.test_fast import randomize_batchnorm, relative_error
+from tests.models.test_fast import relative_error
 
 pytestmark = pytest.mark.skipif(not packing_available(), reason="this PyTorch build has no oneDNN")
-
-
-@pytest.fixture(scope="module")
-def r18():
-    torch.manual_seed(0)
-    model = build_model("dgcnet_r18", num_classes=5).eval()
-    randomize_batchnorm(model)
-    return model
 
 
 def _bf16(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
