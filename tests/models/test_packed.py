@@ -14,9 +14,9 @@ from tests.models.test_fast import relative_error
 pytestmark = pytest.mark.skipif(not packing_available(), reason="this PyTorch build has no oneDNN")
 
 
-def _bf16(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _bf16(net: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        return net(x)
+        return net(*inputs)
 
 
 @pytest.mark.parametrize("relu,residual,stride,dilation", [(False, False, 1, 1), (True, False, 2, 1),
@@ -100,3 +100,48 @@ def test_sums_go_into_a_block_input_only_when_nothing_else_reads_it(r18):
         block.owns_input = True
         assert torch.equal(_bf16(block, inner), reference)  # owned: the same result, written into it
     assert low.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_convolution_over_parts_is_the_convolution_over_their_concatenation(chunked, monkeypatch):
+    from dgcnet.models import packed as packed_module
+
+    if chunked:  # a convolution this narrow runs in pieces only with the thresholds lowered
+        monkeypatch.setattr(packed_module, "WIDE_INPUT", 16)
+        monkeypatch.setattr(packed_module, "CHUNK", 8)
+    g = torch.Generator().manual_seed(6)
+    conv = nn.Conv2d(40, 24, 3, padding=1).eval()
+    parts = [torch.randn(2, 28, 15, 19, generator=g), torch.randn(2, 12, 15, 19, generator=g)]
+    packed = packed_module.PackedConcatConv2d(conv, relu=True)
+    with torch.no_grad():
+        expected = conv(torch.cat(parts, 1)).relu()
+        assert torch.equal(packed(*parts), expected)  # fp32: concatenated, the original convolution
+        fused = _bf16(packed, *parts)
+        separate = _bf16(nn.Sequential(conv, nn.ReLU()), torch.cat(parts, 1))
+    assert fused.dtype == torch.bfloat16
+    # One bf16 rounding per piece: 2 parts, or 4 + 2 chunks of at most 8 channels.
+    assert len(packed.packed) == (6 if chunked else 2)
+    assert relative_error(fused.float(), expected) < 2e-2
+    assert relative_error(fused.float(), expected) <= relative_error(separate.float(), expected) * 3
+    with pytest.raises(ValueError, match="channels"):
+        packed(parts[0])
+
+
+def test_the_head_reads_its_two_inputs_without_concatenating_them(r18, monkeypatch):
+    from dgcnet.models.packed import PackedDualGCNHead
+
+    fast = optimize_for_inference(r18)
+    assert isinstance(fast.model.head, PackedDualGCNHead)
+    x = torch.randn(1, 3, 41, 57, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        reference = r18.eval()(x)
+    features, concatenated = [], []
+    fast.model.layer4.register_forward_hook(lambda module, args, out: features.append(out))
+    cat = torch.cat
+    monkeypatch.setattr(torch, "cat", lambda tensors, *args, **kwargs: concatenated.extend(tensors) or cat(
+        tensors, *args, **kwargs))
+    low = _bf16(fast, x)
+    assert relative_error(low.float(), reference) < 5e-2
+    assert len(features) == 1 and not any(t is features[0] for t in concatenated)
+    fast(x)  # fp32: the head's input concatenated with the DualGCN output, as in the model
+    assert any(t is features[1] for t in concatenated)
