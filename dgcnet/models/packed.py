@@ -14,9 +14,10 @@ ReLU and sum apart): packed fp32 filters measured slower there.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from dgcnet.models.dualgcn import DualGCNHead
+from dgcnet.models.dualgcn import DualGCN, DualGCNHead
 from dgcnet.models.resnet import BasicBlock, Bottleneck, ResNetBackbone
 from dgcnet.models.winograd import WinogradConv2d
 
@@ -88,15 +89,17 @@ class PackedConv2d(nn.Module):
         return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None,
-                overwrite_residual: bool = False) -> torch.Tensor:
+                overwrite_residual: bool = False, relu: bool | None = None) -> torch.Tensor:
         """``overwrite_residual``: the caller no longer needs ``residual``, and the result may be
-        written into it (in bf16: one fewer tensor through memory, about 9% of dgcnet_r101's time)."""
+        written into it (in bf16: one fewer tensor through memory, about 9% of dgcnet_r101's time).
+        ``relu``: instead of the module's own setting."""
+        relu = self.relu if relu is None else relu
         if not runs_packed(x):
-            return self._unfused(x, residual)
+            return self._unfused(x, residual, relu)
         x = _bf16_channels_last(x)
         if residual is not None:
             residual = _bf16_channels_last(residual)
-        return self._packed(x, None, residual, overwrite_residual, self.relu)
+        return self._packed(x, None, residual, overwrite_residual, relu)
 
     def _packed(self, x: torch.Tensor, channels: tuple[int, int] | None, residual: torch.Tensor | None,
                 overwrite_residual: bool, relu: bool) -> torch.Tensor:
@@ -113,12 +116,12 @@ class PackedConv2d(nn.Module):
         return torch.ops.mkldnn._convolution_pointwise.binary(x, residual, weight, bias, *args, "add", 1.0,
                                                              unary, [], "")
 
-    def _unfused(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+    def _unfused(self, x: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> torch.Tensor:
         out = self.conv(x)
         if residual is not None:
             # In place into the convolution's own fresh output, unless the sum needs another dtype.
             out = out.add_(residual) if out.dtype == torch.promote_types(out.dtype, residual.dtype) else out + residual
-        return out.relu_() if self.relu else out
+        return out.relu_() if relu else out
 
 
 # Input channels per packed convolution of a convolution wider than WIDE_INPUT (in bf16). For
@@ -127,32 +130,33 @@ class PackedConv2d(nn.Module):
 WIDE_INPUT, CHUNK = 1024, 256
 
 
+def input_pieces(conv: nn.Conv2d, part: torch.Tensor) -> list[torch.Tensor]:
+    """``part`` of the input of ``conv`` as bf16 channels-last pieces: ``CHUNK`` channels each
+    when ``conv`` has more than ``WIDE_INPUT`` input channels, else whole."""
+    step = CHUNK if conv.in_channels > WIDE_INPUT else part.shape[1]
+    return [_bf16_channels_last(part[:, i:i + step]) for i in range(0, part.shape[1], step)]
+
+
 class PackedConcatConv2d(PackedConv2d):
     """``forward(*parts)`` is the convolution of ``torch.cat(parts, 1)``, with the optional ReLU.
 
-    In bf16 nothing is concatenated: each part (and each ``CHUNK`` input channels of a
-    convolution with more than ``WIDE_INPUT``) runs as a packed convolution with its own slice of
-    the filter, each summed into the output of the one before (fused), the ReLU in the last.
-    Otherwise it concatenates and runs the original convolution.
+    In bf16 nothing is concatenated: each of the ``input_pieces`` of each part runs as a packed
+    convolution with its own slice of the filter, summed into the output of the one before
+    (fused), the ReLU in the last. Otherwise it concatenates and runs the original convolution.
     """
 
     def forward(self, *parts: torch.Tensor) -> torch.Tensor:
         if sum(part.shape[1] for part in parts) != self.base.in_channels:
             raise ValueError(f"{self.base} got parts of {[part.shape[1] for part in parts]} channels")
         if not runs_packed(parts[0]):
-            return self._unfused(parts[0] if len(parts) == 1 else torch.cat(parts, 1), None)
-        step = CHUNK if self.base.in_channels > WIDE_INPUT else None
-        pieces, start = [], 0
-        for part in parts:
-            width = part.shape[1]
-            for i in range(0, width, step or width):
-                pieces.append((part[:, i:i + (step or width)], start + i))
-            start += width
-        out = None
-        for n, (piece, first) in enumerate(pieces):
-            piece = _bf16_channels_last(piece)
-            channels = None if len(pieces) == 1 else (first, first + piece.shape[1])
+            return self._unfused(parts[0] if len(parts) == 1 else torch.cat(parts, 1), None, self.relu)
+        pieces = [piece for part in parts for piece in input_pieces(self.base, part)]
+        out, start = None, 0
+        for n, piece in enumerate(pieces):
+            width = piece.shape[1]
+            channels = None if len(pieces) == 1 else (start, start + width)
             out = self._packed(piece, channels, out, True, self.relu and n == len(pieces) - 1)
+            start += width
         return out
 
 
@@ -190,6 +194,45 @@ class PackedBasicBlock(nn.Module):
                           overwrite_residual=self.downsample is not None or self.owns_input)
 
 
+class PackedDualGCN(nn.Module):
+    """A folded ``DualGCN`` that in bf16 keeps its pixels as channels-last rows throughout.
+
+    The graph products run as ``bmm`` on (pixels, channels) views of the channels-last maps, so
+    no map is copied into another layout; ``x * local + x`` is one product with ``1 + local``
+    (added before the upsampling, whose weights sum to one); the feature branch's residual sum
+    and ReLU are fused into ``conv3``; and ``final`` reads both branches without concatenating
+    them. Otherwise it runs the ``DualGCN`` itself. Same arithmetic, other rounding.
+    """
+
+    def __init__(self, dualgcn: DualGCN) -> None:
+        super().__init__()
+        # Packed here, for the calls below; the DualGCN's own forward calls them as convolutions.
+        dualgcn.conv3 = PackedConv2d(dualgcn.conv3)
+        dualgcn.final[0] = PackedConcatConv2d(dualgcn.final[0])
+        self.gcn = dualgcn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not runs_packed(x):
+            return self.gcn(x)
+        g = self.gcn
+        x = _bf16_channels_last(x)
+        b, c, h, w = x.shape
+        local = g.gcn_local_attention(g.local(x)) + 1
+        spatial = x * F.interpolate(local, size=(h, w), mode="bilinear", align_corners=True).to(x.dtype)
+
+        def rows(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) channels-last -> (B, H*W, C), a view
+            return t.permute(0, 2, 3, 1).reshape(b, h * w, t.shape[1])
+
+        x_sqz, nodes = rows(_bf16_channels_last(g.phi(x))), rows(_bf16_channels_last(g.theta(x)))
+        z_idt = torch.bmm(x_sqz.transpose(1, 2), nodes)                 # (B, C/2, C/4)
+        z = g.bn_adj(g.conv_adj(z_idt.transpose(1, 2))).transpose(1, 2)
+        z = g.bn_wg(g.conv_wg(z + z_idt)).to(nodes.dtype)
+        y = torch.bmm(nodes, z.transpose(1, 2))                        # (B, H*W, C/2)
+        y = y.view(b, h, w, c // 2).permute(0, 3, 1, 2)                 # channels-last (B, C/2, H, W)
+        g_out = g.conv3(y, x, relu=True)
+        return g.final[0](spatial, g_out)
+
+
 class PackedDualGCNHead(nn.Module):
     """A folded ``DualGCNHead`` whose 3x3 convolutions over the backbone's features (and the DualGCN
     output) are ``PackedConcatConv2d``: in bf16 the wide ones run in pieces, and the bottleneck
@@ -198,14 +241,16 @@ class PackedDualGCNHead(nn.Module):
     def __init__(self, head: DualGCNHead) -> None:
         super().__init__()
         self.conva = PackedConcatConv2d(head.conva[0], relu=True)
-        self.dualgcn = head.dualgcn
+        self.dualgcn = PackedDualGCN(head.dualgcn)
         self.convb = head.convb
         self.bottleneck = PackedConcatConv2d(head.bottleneck[0], relu=True)
         self.classifier = head.bottleneck[3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.convb(self.dualgcn(self.conva(x)))
-        return self.classifier(self.bottleneck(x, out))
+        # In bf16 the pieces of x are cut once, for both convolutions that read it.
+        parts = input_pieces(self.conva.base, x) if runs_packed(x) else [x]
+        out = self.convb(self.dualgcn(self.conva(*parts)))
+        return self.classifier(self.bottleneck(*parts, out))
 
 
 _CONVS = (nn.Conv2d, WinogradConv2d)
