@@ -43,7 +43,7 @@ from dgcnet.benchmark import calibrate_batchnorm, device_name  # noqa: E402
 from dgcnet.cli.common import image_size  # noqa: E402
 from dgcnet.data.synth import synth_scene  # noqa: E402
 from dgcnet.data.transforms import normalize  # noqa: E402
-from dgcnet.engine.heap import keep_freed_memory  # noqa: E402
+from dgcnet.engine.heap import use_fast_heap  # noqa: E402
 from dgcnet.models.fast import optimize_for_inference  # noqa: E402
 from dgcnet.formats.load import load_model  # noqa: E402
 from dgcnet.formats.onnx import export_onnx  # noqa: E402
@@ -89,7 +89,8 @@ def main() -> int:
                              "OpenVINO's default precision by layer type and kernel (its performance counters)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    keep_freed_memory()  # as `dgcnet eval` and `predict` run the fast path (process-wide; the runtimes keep their own heaps)
+    # As `dgcnet eval` and `predict` run the fast path: process-wide, before any model loads.
+    heap = use_fast_heap("cpu")
 
     if args.weights:
         model, weights = load_model(args.weights), args.weights
@@ -154,6 +155,7 @@ def main() -> int:
           f"{load_after[0]:.1f}")
     for note in notes:
         print(f"note: {note}")
+    print(f"process heap (as the CLI sets it for the fast path, shared by every variant): {heap}")
     print(f"{args.rounds} rounds after one warm-up round, variants alternating within each round\n")
     print("| variant | median s | fastest s | eager / variant (median) | max logit difference | argmax agreement |")
     print("|---|---|---|---|---|---|")

@@ -52,13 +52,14 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_outputs(args)
+    heap = fast_heap(args)
     model, classes = load_for_inference(args)
     dataset = SegmentationDataset(args.data_dir, args.data_list, classes=classes, train=False, rgb=model.info.rgb)
     tile, stride = describe_tile(args, model)
     settings = {"restore_from": str(args.restore_from), "data_list": str(args.data_list), "mode": args.mode,
                 "tile": tile, "stride": stride, "scales": list(args.scales), "flip": args.flip,
                 "amp": args.amp, "device": str(next(model.parameters()).device), "fast": args.fast,
-                "heap": fast_heap(args, model)}
+                "heap": heap}
     save_pred = args.save_pred
     if not save_pred and all(s.label is None for s in dataset.samples):
         save_pred = ("labelids",)  # nothing to score: the test-server PNGs are the result

@@ -87,12 +87,12 @@ def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:
     return model, classes
 
 
-def fast_heap(args: argparse.Namespace, model: nn.Module) -> str:
-    """The fast path on the CPU keeps large freed blocks (a process-wide malloc setting, made here
-    explicitly); returns the heap setting to record."""
+def fast_heap(args: argparse.Namespace) -> str:
+    """The fast path on the CPU keeps large freed blocks and uses huge pages (process-wide malloc
+    settings, made here explicitly, before the model loads); returns the heap setting to record."""
     from dgcnet.engine.heap import use_fast_heap
 
-    return use_fast_heap(next(model.parameters()).device.type) if args.fast else "default"
+    return use_fast_heap(resolve_device(args.device).type) if args.fast else "default"
 
 
 def describe_tile(args: argparse.Namespace, model: nn.Module) -> tuple[int, int]:

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.output_dir, "--output-dir")
     check_new_outputs([prediction_path(args.output_dir, fmt, i.relative) for i in inputs for fmt in args.save_pred],
                       [i.path for i in inputs] + [args.restore_from], args.overwrite, "prediction")
+    fast_heap(args)
     model, classes = load_for_inference(args)
-    fast_heap(args, model)
     tile, stride = describe_tile(args, model)
     failures = predict_files(model, inputs, args.output_dir, args.save_pred, classes=classes, mode=args.mode,
                              tile=tile, stride=stride, scales=args.scales, flip=args.flip,

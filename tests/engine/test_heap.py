@@ -48,3 +48,50 @@ def test_the_fast_path_changes_no_malloc_setting(monkeypatch):
     monkeypatch.setattr(heap, "keep_freed_memory", refuse)
     fast = optimize_for_inference(build_model("dgcnet_r18"))
     assert fast(torch.zeros(1, 3, 33, 33)).shape == (1, 19, 5, 5)
+
+
+HUGE_PAGES_UNDER_A_TENSOR = """
+import sys, torch
+from dgcnet.engine.heap import keep_freed_memory, use_huge_pages
+
+if sys.argv[1] == "huge":
+    assert keep_freed_memory() and use_huge_pages(256 * 2**20)
+tensor = torch.ones(16 * 2**20)  # 64 MiB
+address = tensor.data_ptr() + tensor.nbytes // 2  # its middle: the reserved region starts at a 2 MiB boundary
+eligible = None
+for line in open("/proc/self/smaps"):
+    fields = line.split()
+    if "-" in fields[0] and len(fields) >= 5:
+        start, end = (int(v, 16) for v in fields[0].split("-"))
+        inside = start <= address < end
+    elif inside and fields[0] == "THPeligible:":
+        eligible = int(fields[1])
+print(eligible)
+"""
+
+
+def _thp_mode() -> str:
+    try:
+        return heap.THP_SETTING.read_text()
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif("[madvise]" not in _thp_mode(), reason="transparent huge pages on request (madvise)")
+def test_huge_pages_back_the_tensors_allocated_afterwards():
+    def eligible(mode: str) -> int:
+        done = subprocess.run([sys.executable, "-c", HUGE_PAGES_UNDER_A_TENSOR, mode], capture_output=True,
+                              text=True, check=True)
+        return int(done.stdout.split()[-1])
+
+    assert eligible("default") == 0  # 4 KiB pages unless asked...
+    assert eligible("huge") == 1     # ...and 2 MiB pages in the region reserved and advised
+
+
+def test_huge_pages_are_skipped_where_the_kernel_has_none(monkeypatch, tmp_path):
+    monkeypatch.setattr(heap, "THP_SETTING", tmp_path / "missing")
+    assert heap.use_huge_pages() is False
+    setting = tmp_path / "enabled"
+    setting.write_text("always madvise [never]\n")
+    monkeypatch.setattr(heap, "THP_SETTING", setting)
+    assert heap.use_huge_pages() is False
