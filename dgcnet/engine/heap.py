@@ -26,7 +26,8 @@ def keep_freed_memory() -> bool:
     pages is a page fault. A CPU forward at full resolution allocates many such temporaries, and
     faulting their pages in cost about a quarter of the fast path's time for dgcnet_r101 at
     512x1024 on a 2-core machine. Afterwards the process keeps its peak memory instead of returning
-    it to the system (the heap never shrinks). Returns False, changing nothing, where the C library has no ``mallopt``.
+    it to the system (the heap never shrinks). Returns False, changing nothing, where the C
+    library has no ``mallopt``.
     """
     try:  # the process's own symbols: the C library is already loaded, nothing to search for
         import ctypes
@@ -47,7 +48,7 @@ def use_huge_pages(reserve: int | None = None) -> bool:
     Call it once, after ``keep_freed_memory`` (which keeps the region in the heap) and before the
     model loads, so that weights and feature maps land there. The convolutions stream weights
     and feature maps far larger than the TLB covers with 4 KiB pages: on a 2-core VM dgcnet_r101
-    in bf16 at 512x1024 took 13-16% less time (``benchmarks/deploy_runtimes.py``). Returns False,
+    at 512x1024 took about 8% less time in bf16 and in fp32 (``benchmarks/huge_pages.py``). Returns False,
     changing nothing, where the kernel has no transparent huge pages or they are switched off,
     and True without reserving where they are on for all memory already.
     """
