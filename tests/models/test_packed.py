@@ -145,3 +145,28 @@ def test_the_head_reads_its_two_inputs_without_concatenating_them(r18, monkeypat
     assert len(features) == 1 and not any(t is features[0] for t in concatenated)
     fast(x)  # fp32: the head's input concatenated with the DualGCN output, as in the model
     assert any(t is features[1] for t in concatenated)
+
+
+def test_packed_dualgcn_computes_the_dualgcn():
+    import copy as copy_module
+
+    from dgcnet.models.dualgcn import DualGCN
+    from dgcnet.models.fast import fold_batchnorm
+    from dgcnet.models.packed import PackedDualGCN
+    from tests.models.test_fast import randomize_batchnorm
+
+    torch.manual_seed(9)
+    plain = DualGCN(32).eval()
+    randomize_batchnorm(plain)
+    with torch.no_grad():  # both branches of the same size, so that each one shows in the output
+        plain.theta.weight.mul_(0.05)
+    folded = copy_module.deepcopy(plain)
+    fold_batchnorm(folded)
+    packed = PackedDualGCN(folded)
+    x = torch.randn(1, 32, 17, 23, generator=torch.Generator().manual_seed(8)).relu()
+    with torch.no_grad():
+        expected = plain(x)
+        assert relative_error(packed(x), expected) < 1e-5  # fp32: the DualGCN's own forward
+        low = _bf16(packed, x)
+    assert low.dtype == torch.bfloat16 and low.is_contiguous(memory_format=torch.channels_last)
+    assert relative_error(low.float(), expected) < 2e-2
