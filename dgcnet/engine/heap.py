@@ -15,6 +15,7 @@ NEVER_TRIM = -1  # as a M_TRIM_THRESHOLD value: never return the heap's top to t
 MADV_HUGEPAGE = 14  # madvise advice (linux/mman.h)
 HUGE_PAGE = 2 * 2**20
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+_reserved = False  # use_huge_pages has reserved its region in this process
 
 
 def keep_freed_memory() -> bool:
@@ -48,10 +49,15 @@ def use_huge_pages(reserve: int | None = None) -> bool:
     Call it once, after ``keep_freed_memory`` (which keeps the region in the heap) and before the
     model loads, so that weights and feature maps land there. The convolutions stream weights
     and feature maps far larger than the TLB covers with 4 KiB pages: on a 2-core VM dgcnet_r101
-    at 512x1024 took about 8% less time in bf16 and in fp32 (``benchmarks/huge_pages.py``). Returns False,
-    changing nothing, where the kernel has no transparent huge pages or they are switched off,
-    and True without reserving where they are on for all memory already.
+    at 512x1024 took about 8% less time in bf16 and in fp32 (``benchmarks/huge_pages.py``).
+
+    Returns False, changing nothing, where the kernel has no transparent huge pages or they are
+    switched off; True without reserving where they are on for all memory already, or where an
+    earlier call reserved.
     """
+    global _reserved
+    if _reserved:
+        return True
     try:
         setting = THP_SETTING.read_text()
     except OSError:  # not Linux, or no transparent huge pages
@@ -78,9 +84,9 @@ def use_huge_pages(reserve: int | None = None) -> bool:
         return False
     start = -(-block // HUGE_PAGE) * HUGE_PAGE  # whole huge pages inside the block
     length = (block + size - start) // HUGE_PAGE * HUGE_PAGE
-    advised = length > 0 and madvise(start, length, MADV_HUGEPAGE) == 0
+    _reserved = length > 0 and madvise(start, length, MADV_HUGEPAGE) == 0
     free(block)  # back to malloc, not to the system: keep_freed_memory made the heap never shrink
-    return advised
+    return _reserved
 
 
 def loader_worker_init(worker_id: int) -> None:

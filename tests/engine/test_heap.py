@@ -89,9 +89,19 @@ def test_huge_pages_back_the_tensors_allocated_afterwards():
 
 
 def test_huge_pages_are_skipped_where_the_kernel_has_none(monkeypatch, tmp_path):
+    monkeypatch.setattr(heap, "_reserved", False)  # whatever an earlier test in this process did
     monkeypatch.setattr(heap, "THP_SETTING", tmp_path / "missing")
     assert heap.use_huge_pages() is False
     setting = tmp_path / "enabled"
     setting.write_text("always madvise [never]\n")
     monkeypatch.setattr(heap, "THP_SETTING", setting)
     assert heap.use_huge_pages() is False
+
+
+def test_huge_pages_are_reserved_once_per_process(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("reserved again")
+
+    monkeypatch.setattr(heap, "_reserved", True)
+    monkeypatch.setattr(ctypes, "CDLL", refuse)
+    assert heap.use_huge_pages() is True  # eval after the demo's training, or twice in one process
