@@ -184,7 +184,7 @@ class TrainAugment:
     The work splits in two, so the image part can run on the training device: ``cut`` draws the
     crop, crops the label and cuts the source window the image crop reads (uint8, a fraction of
     the float crop's bytes); ``resize_window`` turns that window into the float crop, on whatever
-    device the window is. ``__call__`` is the two in a row.
+    device the window is. ``__call__`` does both on the image itself (no window copy): the same crop.
     """
 
     crop_size: tuple[int, int] = (832, 832)

@@ -227,10 +227,10 @@ class PackedDualGCN(nn.Module):
         def rows(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) channels-last -> (B, H*W, C), a view
             return t.permute(0, 2, 3, 1).reshape(b, h * w, t.shape[1])
 
-        x_sqz, nodes = rows(_bf16_channels_last(g.phi(x))), rows(_bf16_channels_last(g.theta(x)))
+        x_sqz, nodes = rows(g.phi(x)), rows(g.theta(x))  # packed: bf16, channels-last
         z_idt = torch.bmm(x_sqz.transpose(1, 2), nodes)                 # (B, C/2, C/4)
         z = g.bn_adj(g.conv_adj(z_idt.transpose(1, 2))).transpose(1, 2)
-        z = g.bn_wg(g.conv_wg(z + z_idt)).to(nodes.dtype)
+        z = g.bn_wg(g.conv_wg(z + z_idt))
         y = torch.bmm(nodes, z.transpose(1, 2))                        # (B, H*W, C/2)
         y = y.view(b, h, w, c // 2).permute(0, 3, 1, 2)                 # channels-last (B, C/2, H, W)
         g_out = g.conv3(y, x, relu=True)
