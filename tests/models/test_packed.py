@@ -170,3 +170,74 @@ def test_packed_dualgcn_computes_the_dualgcn():
         low = _bf16(packed, x)
     assert low.dtype == torch.bfloat16 and low.is_contiguous(memory_format=torch.channels_last)
     assert relative_error(low.float(), expected) < 2e-2
+
+
+@pytest.mark.parametrize("height,width", [(17, 23), (16, 16), (5, 3), (1, 2)])
+def test_a_dilated_convolution_is_the_plain_one_on_the_phase_grids(height, width):
+    from dgcnet.models.packed import Phases
+
+    g = torch.Generator().manual_seed(height * width)
+    x = torch.randn(2, 8, height, width, generator=g)
+    weight = torch.randn(6, 8, 3, 3, generator=g)
+    phases = Phases(4, height, width)
+    grids = phases.split(x)
+    h, w = -(-height // 4), -(-width // 4)
+    assert grids.shape == (32, 8, h, w) and grids.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(phases.merge(grids), x)
+    # Grid (i, j), batch b, is grids[(4 * i + j) * 2 + b]; its position (p, q) is the map's (i + 4p, j + 4q).
+    i = torch.arange(4).view(4, 1, 1, 1, 1, 1)
+    j = torch.arange(4).view(1, 4, 1, 1, 1, 1)
+    p = torch.arange(h).view(1, 1, 1, 1, h, 1)
+    q = torch.arange(w).view(1, 1, 1, 1, 1, w)
+    outside = ((i + 4 * p >= height) | (j + 4 * q >= width)).expand(4, 4, 2, 8, h, w).reshape(32, 8, h, w)
+    assert outside.any() == (height % 4 != 0 or width % 4 != 0)
+    assert not grids[outside].any()  # split leaves zeros there
+    garbage = grids.masked_fill(outside, 100.0)  # what a convolution leaves there
+    phases.clear_padding(garbage)
+    assert torch.equal(garbage, grids)
+    for k in (1, 2):  # dilation 4 and 8 on the map: 1 and 2 on the grids
+        expected = F.conv2d(x, weight, padding=4 * k, dilation=4 * k)
+        got = phases.merge(F.conv2d(grids, weight, padding=k, dilation=k))
+        assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_layer4_runs_in_phases_in_bf16(r18):
+    from dgcnet.models.packed import PackedPhaseLayer, Phases
+
+    fast, plain = optimize_for_inference(r18), optimize_for_inference(r18)
+    assert isinstance(fast.model.layer4, PackedPhaseLayer)
+    plain.model.layer4 = nn.Sequential(*plain.model.layer4)
+    assert list(fast.model.layer4.state_dict()) == list(plain.model.layer4.state_dict())  # same keys
+    x = torch.randn(2, 3, 45, 67, generator=torch.Generator().manual_seed(3))  # layer4: 6x9, grids padded
+    splits = []
+    split = Phases.split
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Phases, "split", lambda self, t: splits.append(self) or split(self, t))
+        reference = r18.eval()(x)
+        assert torch.equal(fast(x), plain(x))  # fp32: the layer itself
+        assert not splits
+        low, low_plain = _bf16(fast, x), _bf16(plain, x)
+    assert splits == [Phases(4, 6, 9)]
+    assert relative_error(low.float(), low_plain.float()) < 1e-2
+    assert relative_error(low.float(), reference) <= 1.5 * relative_error(low_plain.float(), reference) + 1e-3
+
+
+@pytest.mark.parametrize("ceil_mode", [True, False])
+def test_stem_pool_is_the_max_pooling(ceil_mode):
+    from dgcnet.models.packed import PackedStemPool
+
+    pool = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=ceil_mode)
+    stem_pool = PackedStemPool(pool)
+    g = torch.Generator().manual_seed(int(ceil_mode))
+    for height in range(1, 10):
+        for width in (1, 2, 7, 8):
+            x = torch.randn(2, 4, height, width, generator=g).relu()
+            x[0, 0, 0, 0] = -0.0  # a ReLU may leave negative zeros
+            with torch.no_grad():
+                expected = pool(x.bfloat16().float()).bfloat16()
+                assert torch.equal(stem_pool(x), pool(x))  # fp32: the pooling itself
+                got = _bf16(stem_pool, x)
+            assert got.shape == expected.shape and torch.equal(got, expected), (height, width)
+            assert got.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="not a 3x3"):
+        PackedStemPool(nn.MaxPool2d(2))
