@@ -17,8 +17,10 @@ A runtime that is not installed is left out with a note. Every variant gets --th
 Variants alternate within each round, so load from other processes hits all alike; the table
 gives the median and fastest round. Accuracy against eager: fp32 logits (max abs difference over
 the largest logit), and the share of pixels whose argmax (logits upsampled to the image) equals
-eager's. Without --weights the model has random weights with BatchNorm statistics averaged over
-random batches; give trained weights for accuracy figures that mean something.
+eager's. After the table, the median over rounds of each dgcnet variant's time divided by its
+rival's in the same round. Without --weights the model has random weights with BatchNorm
+statistics averaged over random batches; give trained weights for accuracy figures that mean
+something.
 """
 from __future__ import annotations
 
@@ -85,8 +87,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (default: 5)")
     parser.add_argument("--threads", type=int, default=2, help="threads of every variant (default: 2)")
     parser.add_argument("--profile", action="store_true",
-                        help="after the table, where the bf16 time goes: dgcnet's by operator (torch.profiler), "
-                             "OpenVINO's default precision by layer type and kernel (its performance counters)")
+                        help="after the table, where the bf16 time goes: dgcnet's by operator (torch.profiler) "
+                             "and by stage of the model (conv1 ... layer4, head), OpenVINO's default precision by "
+                             "layer type and kernel and by stage (its performance counters)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     # As `dgcnet eval` and `predict` run the fast path: process-wide, before any model loads.
@@ -166,6 +169,15 @@ def main() -> int:
         median = statistics.median(times[name])
         print(f"| {name} | {median:.3f} | {min(times[name]):.3f} | "
               f"{statistics.median(times['eager fp32']) / median:.2f}x | {error:.1e} | {100 * agreement:.3f}% |")
+    # Paired per round (the two ran seconds apart), steadier than the medians where the machine's
+    # speed drifts between rounds.
+    pairs = [(ours, theirs) for ours, theirs in (("dgcnet fast fp32", "onnxruntime fp32"),
+                                                  ("dgcnet fast fp32", "openvino f32"),
+                                                  ("dgcnet fast bf16", "openvino default")) if theirs in times]
+    if pairs:
+        print("\nmedian of the per-round ratios (below 1: dgcnet faster): " + ", ".join(
+            f"{ours} / {theirs} {statistics.median(a / b for a, b in zip(times[ours], times[theirs])):.3f}"
+            for ours, theirs in pairs))
     for title, shares in profiles:
         total = sum(shares.values())
         print(f"\n{title}: {1000 * total:.0f} ms in all; " + ", ".join(
@@ -174,10 +186,14 @@ def main() -> int:
     return 0
 
 
+STAGES = ("conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "head")  # the model's top-level modules
+
+
 def bf16_profiles(ours: Callable[[np.ndarray], np.ndarray], net: torch.nn.Module, onnx_path: Path, x: np.ndarray,
                   threads: int) -> list[tuple[str, dict[str, float]]]:
-    """Seconds by operator of one dgcnet bf16 pass, its convolutions by kernel size, and one
-    OpenVINO pass at its default precision by layer type and kernel (when installed)."""
+    """Seconds of one dgcnet bf16 pass by operator, by convolution kernel size and by stage of
+    the model, and of one OpenVINO pass at its default precision by layer type and kernel and by
+    stage (when installed)."""
     from torch.profiler import profile
 
     from dgcnet.models.packed import PackedConv2d
@@ -187,19 +203,32 @@ def bf16_profiles(ours: Callable[[np.ndarray], np.ndarray], net: torch.nn.Module
     profiles = [("dgcnet fast bf16, by operator (self CPU time)",
                  {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()})]
     by_kernel: dict[str, float] = {}
+    by_stage: dict[str, float] = {}
     started: dict[int, float] = {}
 
-    def before(module: PackedConv2d, args: tuple) -> None:
+    def before(module: torch.nn.Module, args: tuple) -> None:
         started[id(module)] = time.perf_counter()
 
-    def after(module: PackedConv2d, args: tuple, output: torch.Tensor) -> None:
-        k = "x".join(map(str, module.base.kernel_size))
-        key = f"{k} convolutions"
+    def after_conv(module: PackedConv2d, args: tuple, output: torch.Tensor) -> None:
+        key = "x".join(map(str, module.base.kernel_size)) + " convolutions"
         by_kernel[key] = by_kernel.get(key, 0.0) + time.perf_counter() - started.pop(id(module))
 
-    convs = [m for m in net.modules() if isinstance(m, PackedConv2d)]
-    hooks = [h for m in convs for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after))]
+    def after_stage(name: str) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+            by_stage[name] = by_stage.get(name, 0.0) + time.perf_counter() - started.pop(id(module))
+        return hook
+
+    hooks = [h for m in net.modules() if isinstance(m, PackedConv2d)
+             for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after_conv))]
     ours(x)
+    for hook in hooks:
+        hook.remove()
+    stages = {name: getattr(net.model, name) for name in STAGES if hasattr(net.model, name)}
+    hooks = [h for name, m in stages.items()
+             for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after_stage(name)))]
+    start = time.perf_counter()
+    ours(x)
+    by_stage["outside the stages (input, output)"] = time.perf_counter() - start - sum(by_stage.values())
     for hook in hooks:
         hook.remove()
     if by_kernel:
@@ -207,17 +236,24 @@ def bf16_profiles(ours: Callable[[np.ndarray], np.ndarray], net: torch.nn.Module
     try:
         import openvino
     except ImportError:
-        return profiles
+        return profiles + [("dgcnet fast bf16, by stage (wall time)", by_stage)]
     compiled = openvino.Core().compile_model(str(onnx_path), "CPU", {"INFERENCE_NUM_THREADS": threads,
                                                                     "PERF_COUNT": True})
     request = compiled.create_infer_request()
     request.infer({0: x})
     request.infer({0: x})  # the second pass, after the first one's primitive creation
     shares: dict[str, float] = {}
+    ov_stages: dict[str, float] = {}
     for info in request.profiling_info:
         key = f"{info.node_type} ({info.exec_type})"
         shares[key] = shares.get(key, 0.0) + info.real_time.total_seconds()
+        # ONNX node names carry the module path: "/layer4/layer4.1/conv2/Conv".
+        stage = info.node_name.lstrip("/").split("/")[0]
+        stage = stage if stage in STAGES else "outside the stages (input, output)"
+        ov_stages[stage] = ov_stages.get(stage, 0.0) + info.real_time.total_seconds()
     profiles.append(("openvino default, by layer type (kernel)", shares))
+    profiles.append(("dgcnet fast bf16, by stage (wall time)", by_stage))
+    profiles.append(("openvino default, by stage (its layers' times)", ov_stages))
     return profiles
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgcnet.models.dualgcn import DualGCN, DualGCNHead
+from dgcnet.models.dualgcn import DualGCN, DualGCNHead, SpatialGCN
 from dgcnet.models.resnet import BasicBlock, Bottleneck, ResNetBackbone
 from dgcnet.models.winograd import WinogradConv2d
 
@@ -359,21 +359,62 @@ def can_run_in_phases(blocks: nn.Sequential) -> bool:
         for c in spatial)
 
 
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) channels-last -> (B, H*W, C), a view."""
+    b, c, h, w = t.shape
+    return t.permute(0, 2, 3, 1).reshape(b, h * w, c)
+
+
+def _pointwise(conv: nn.Conv1d, rows: torch.Tensor) -> torch.Tensor:
+    """A folded 1x1 ``nn.Conv1d`` over the channels of (B, L, C) rows: a linear map of each row."""
+    return F.linear(rows, conv.weight.squeeze(-1), conv.bias)
+
+
+class PackedSpatialGCN(nn.Module):
+    """A folded ``SpatialGCN`` that in bf16 runs on channels-last rows: the graph products as
+    ``bmm`` on views of its node convolutions' outputs, ``conv_wg`` as a linear map of the rows,
+    and the residual sum and ReLU fused into ``out``. On the DualGCN's small down-sampled map it
+    is a chain of small operations, where each one fewer counts. Otherwise it runs the
+    ``SpatialGCN`` itself."""
+
+    def __init__(self, gcn: SpatialGCN) -> None:
+        super().__init__()
+        if not isinstance(gcn.bn_wg, nn.Identity) or not isinstance(gcn.out[1], nn.Identity):
+            raise ValueError("fold the SpatialGCN's BatchNorms first")
+        gcn.out[0] = PackedConv2d(gcn.out[0])  # called below with the residual and the ReLU
+        self.gcn = gcn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not runs_packed(x):
+            return self.gcn(x)
+        g = self.gcn
+        x = _bf16_channels_last(x)
+        b, _, h, w = x.shape
+        k, v, q = _rows(g.node_k(x)), _rows(g.node_v(x)), _rows(g.node_q(x))  # (B, N, C')
+        attention = torch.softmax(torch.bmm(q.transpose(1, 2), v), dim=2)   # (B, C', C')
+        avw = _pointwise(g.conv_wg, torch.bmm(k, attention))                 # (B, N, C')
+        return g.out[0](avw.view(b, h, w, -1).permute(0, 3, 1, 2), x, relu=True)
+
+
 class PackedDualGCN(nn.Module):
     """A folded ``DualGCN`` that in bf16 keeps its pixels as channels-last rows throughout.
 
     The graph products run as ``bmm`` on (pixels, channels) views of the channels-last maps, so
-    no map is copied into another layout; ``x * local + x`` is one product with ``1 + local``
-    (added before the upsampling, whose weights sum to one); the feature branch's residual sum
-    and ReLU are fused into ``conv3``; and ``final`` reads both branches without concatenating
-    them. Otherwise it runs the ``DualGCN`` itself. Same arithmetic, other rounding.
+    no map is copied into another layout, and the 1x1 ``nn.Conv1d`` between them as linear maps
+    of rows; ``x * local + x`` is one product with ``1 + local`` (added before the upsampling,
+    whose weights sum to one); the feature branch's residual sum and ReLU are fused into
+    ``conv3``; and ``final`` reads both branches without concatenating them. Otherwise it runs
+    the ``DualGCN`` itself. Same arithmetic, other rounding.
     """
 
     def __init__(self, dualgcn: DualGCN) -> None:
         super().__init__()
+        if not isinstance(dualgcn.bn_adj, nn.Identity) or not isinstance(dualgcn.bn_wg, nn.Identity):
+            raise ValueError("fold the DualGCN's BatchNorms first")
         # Packed here, for the calls below; the DualGCN's own forward calls them as convolutions.
         dualgcn.conv3 = PackedConv2d(dualgcn.conv3)
         dualgcn.final[0] = PackedConcatConv2d(dualgcn.final[0])
+        dualgcn.gcn_local_attention = PackedSpatialGCN(dualgcn.gcn_local_attention)
         self.gcn = dualgcn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -385,15 +426,12 @@ class PackedDualGCN(nn.Module):
         local = g.gcn_local_attention(g.local(x)) + 1
         spatial = x * F.interpolate(local, size=(h, w), mode="bilinear", align_corners=True).to(x.dtype)
 
-        def rows(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) channels-last -> (B, H*W, C), a view
-            return t.permute(0, 2, 3, 1).reshape(b, h * w, t.shape[1])
-
-        x_sqz, nodes = rows(g.phi(x)), rows(g.theta(x))  # packed: bf16, channels-last
-        z_idt = torch.bmm(x_sqz.transpose(1, 2), nodes)                 # (B, C/2, C/4)
-        z = g.bn_adj(g.conv_adj(z_idt.transpose(1, 2))).transpose(1, 2)
-        z = g.bn_wg(g.conv_wg(z + z_idt))
-        y = torch.bmm(nodes, z.transpose(1, 2))                        # (B, H*W, C/2)
-        y = y.view(b, h, w, c // 2).permute(0, 3, 1, 2)                 # channels-last (B, C/2, H, W)
+        x_sqz, nodes = _rows(g.phi(x)), _rows(g.theta(x))  # packed: bf16, channels-last
+        z_idt = torch.bmm(x_sqz.transpose(1, 2), nodes)     # (B, C/2, C/4)
+        z = _pointwise(g.conv_adj, z_idt) + z_idt          # conv_adj runs over the C/4 axis
+        z_t = _pointwise(g.conv_wg, z.transpose(1, 2))     # conv_wg over the C/2 axis: (B, C/4, C/2)
+        y = torch.bmm(nodes, z_t)                          # (B, H*W, C/2)
+        y = y.view(b, h, w, c // 2).permute(0, 3, 1, 2)     # channels-last (B, C/2, H, W)
         g_out = g.conv3(y, x, relu=True)
         return g.final[0](spatial, g_out)
 

@@ -241,3 +241,30 @@ def test_stem_pool_is_the_max_pooling(ceil_mode):
             assert got.is_contiguous(memory_format=torch.channels_last)
     with pytest.raises(ValueError, match="not a 3x3"):
         PackedStemPool(nn.MaxPool2d(2))
+
+
+def test_packed_spatial_gcn_computes_the_spatial_gcn():
+    import copy as copy_module
+
+    from dgcnet.models.dualgcn import SpatialGCN
+    from dgcnet.models.fast import fold_batchnorm
+    from dgcnet.models.packed import PackedSpatialGCN
+    from tests.models.test_fast import randomize_batchnorm
+
+    torch.manual_seed(4)
+    plain = SpatialGCN(32).eval()
+    randomize_batchnorm(plain)
+    folded = copy_module.deepcopy(plain)
+    fold_batchnorm(folded)
+    packed = PackedSpatialGCN(folded)
+    x = torch.randn(2, 32, 5, 7, generator=torch.Generator().manual_seed(5)).relu()
+    with torch.no_grad():
+        expected = plain(x)
+        graph = expected - F.relu(x)  # what the graph adds: the test must see it
+        assert graph.abs().max() > 0.1 * expected.abs().max()
+        assert relative_error(packed(x), expected) < 1e-5  # fp32: the SpatialGCN's own forward
+        low = _bf16(packed, x)
+    assert low.dtype == torch.bfloat16 and low.is_contiguous(memory_format=torch.channels_last)
+    assert relative_error(low.float(), expected) < 2e-2
+    with pytest.raises(ValueError, match="fold"):
+        PackedSpatialGCN(SpatialGCN(32))
