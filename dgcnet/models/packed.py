@@ -11,9 +11,13 @@ casts and separate ReLU/add passes (``benchmarks/deploy_runtimes.py``).
 In fp32 the convolutions run as before (Winograd for the wide 3x3 ones, oneDNN for the rest, the
 ReLU and sum apart): packed fp32 filters measured slower there.
 
-The head gets bf16 paths of its own (``PackedDualGCNHead``, ``PackedDualGCN``): its widest
-convolutions run in pieces of input channels, and it reads concatenated and transposed maps
-where they are instead of copying them (together about 13% of dgcnet_r101's bf16 time).
+The head gets bf16 paths of its own (``PackedDualGCNHead``, ``PackedDualGCN``,
+``PackedSpatialGCN``): its widest convolutions run in pieces of input channels, and it reads
+concatenated and transposed maps where they are instead of copying them (together about 13% of
+dgcnet_r101's bf16 time). Layer4 runs on its 4x4 phase grids, where its dilated convolutions are
+plain ones (``Phases``, ``PackedPhaseLayer``), and the stem's max pooling compares bit patterns
+(``PackedStemPool``): together about 6% of dgcnet_r18's bf16 time at 512x1024
+(``benchmarks/phase_layer.py``).
 """
 from __future__ import annotations
 
@@ -68,8 +72,9 @@ class Phases:
     A stride-1 convolution with dilation and padding ``factor * k`` on the map is the
     convolution with dilation and padding ``k`` on every grid at once, provided the padding
     positions hold zeros: ``clear_padding`` zeroes them (nothing else reads them). oneDNN's bf16
-    kernels run dilation 4 and 8 in dgcnet_r18's layer4 at 512x1024 15-20% slower than the same
-    convolution on the grids with dilation 1 and 2 (``benchmarks/phase_layer.py``).
+    kernels ran a 512-channel convolution of dgcnet_r18's layer4 at 512x1024 with dilation 4 and
+    8 12% and 18% slower than on the grids with dilation 1 and 2; the whole layer4 took 11% less
+    time on the grids, split and merge included (``benchmarks/phase_layer.py``).
     """
 
     factor: int
@@ -85,6 +90,7 @@ class Phases:
         return t.permute(0, 2, 3, 1).unflatten(0, (f, f, -1))
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
+        """The map ``x`` -> its grids."""
         f, (h, w) = self.factor, self._grid_size()
         b, c = x.shape[:2]
         out = torch.empty((f * f * b, c, h, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
@@ -97,6 +103,7 @@ class Phases:
         return out
 
     def merge(self, y: torch.Tensor) -> torch.Tensor:
+        """Grids -> the channels-last map."""
         f = self.factor
         out = torch.empty((y.shape[0] // (f * f), y.shape[1], self.height, self.width), dtype=y.dtype,
                           device=y.device, memory_format=torch.channels_last)
@@ -270,7 +277,7 @@ class PackedStemPool(nn.Module):
 
     In bf16 it takes the maximum over rows, then over columns, of the int16 bit patterns: for
     non-negative bf16 numbers the integer order is the numeric order, and the int16 maximum is a
-    plain vector instruction, where ``max_pool2d`` also writes int64 indices (6.0 -> 3.0 ms for
+    plain vector instruction, where ``max_pool2d`` also writes int64 indices (7.0 -> 4.3 ms in
     dgcnet_r18 at 512x1024). Otherwise it runs the pooling itself.
     """
 
