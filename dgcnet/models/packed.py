@@ -283,7 +283,7 @@ class PackedStemPool(nn.Module):
 
     def __init__(self, pool: nn.MaxPool2d) -> None:
         super().__init__()
-        if not can_pool_in_pieces(pool):
+        if not is_stem_pooling(pool):
             raise ValueError(f"{pool} is not a 3x3, stride-2, padding-1 max pooling")
         self.pool = pool
 
@@ -295,7 +295,7 @@ class PackedStemPool(nn.Module):
         return _max_pool_3_2(rows, 3, self.pool.ceil_mode).view(torch.bfloat16)
 
 
-def can_pool_in_pieces(pool: nn.Module) -> bool:
+def is_stem_pooling(pool: nn.Module) -> bool:
     """Whether ``pool`` is the max pooling ``PackedStemPool`` computes."""
     def pair(v: int | tuple[int, ...]) -> tuple[int, ...]:
         return (v, v) if isinstance(v, int) else tuple(v)
@@ -356,14 +356,17 @@ class PackedPhaseLayer(nn.Sequential):
 
 
 def can_run_in_phases(blocks: nn.Sequential) -> bool:
-    """Whether every block is packed and every spatial convolution in them has stride 1 and
-    dilations (= padding) that are multiples of ``PHASE_FACTOR``."""
+    """Whether every block is packed, every convolution in them has stride 1 and is a 1x1 one
+    without padding or a 3x3 one whose dilations (= padding) are multiples of ``PHASE_FACTOR``,
+    and there is at least one 3x3 one."""
     if not all(isinstance(block, (PackedBasicBlock, PackedBottleneck)) for block in blocks):
         return False
-    spatial = [m.base for m in blocks.modules() if isinstance(m, PackedConv2d) and m.base.kernel_size != (1, 1)]
-    return bool(spatial) and all(
-        c.stride == (1, 1) and c.padding == c.dilation and gcd(*c.dilation, PHASE_FACTOR) == PHASE_FACTOR
-        for c in spatial)
+    convs = [m.base for m in blocks.modules() if isinstance(m, PackedConv2d)]
+    pointwise = [c for c in convs if c.kernel_size == (1, 1)]
+    spatial = [c for c in convs if c.kernel_size == (3, 3)]
+    return (bool(spatial) and len(pointwise) + len(spatial) == len(convs)
+            and all(c.stride == (1, 1) for c in convs) and all(c.padding == (0, 0) for c in pointwise)
+            and all(c.padding == c.dilation and gcd(*c.dilation, PHASE_FACTOR) == PHASE_FACTOR for c in spatial))
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -476,7 +479,7 @@ def use_packed_convs(model: nn.Module) -> int:
         last = model.conv1[-1]
         model.conv1[-1] = PackedConv2d(last, relu=True)
         model.relu = nn.Identity()
-        if can_pool_in_pieces(model.maxpool):  # it pools that ReLU's output
+        if is_stem_pooling(model.maxpool):  # it pools that ReLU's output
             model.maxpool = PackedStemPool(model.maxpool)
     for parent in list(model.modules()):
         for i, (name, child) in enumerate(list(parent.named_children())):

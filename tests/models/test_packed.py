@@ -206,6 +206,9 @@ def test_layer4_runs_in_phases_in_bf16(r18):
 
     fast, plain = optimize_for_inference(r18), optimize_for_inference(r18)
     assert isinstance(fast.model.layer4, PackedPhaseLayer)
+    assert not isinstance(fast.model.layer3, PackedPhaseLayer)  # dilation 2
+    with pytest.raises(ValueError, match="phase layer"):
+        PackedPhaseLayer(fast.model.layer2)  # stride 2, dilation 1
     plain.model.layer4 = nn.Sequential(*plain.model.layer4)
     assert list(fast.model.layer4.state_dict()) == list(plain.model.layer4.state_dict())  # same keys
     x = torch.randn(2, 3, 45, 67, generator=torch.Generator().manual_seed(3))  # layer4: 6x9, grids padded
