@@ -247,8 +247,6 @@ def test_stem_pool_is_the_max_pooling(ceil_mode):
 
 
 def test_packed_spatial_gcn_computes_the_spatial_gcn():
-    import copy as copy_module
-
     from dgcnet.models.dualgcn import SpatialGCN
     from dgcnet.models.fast import fold_batchnorm
     from dgcnet.models.packed import PackedSpatialGCN
@@ -257,7 +255,7 @@ def test_packed_spatial_gcn_computes_the_spatial_gcn():
     torch.manual_seed(4)
     plain = SpatialGCN(32).eval()
     randomize_batchnorm(plain)
-    folded = copy_module.deepcopy(plain)
+    folded = copy.deepcopy(plain)
     fold_batchnorm(folded)
     packed = PackedSpatialGCN(folded)
     x = torch.randn(2, 32, 5, 7, generator=torch.Generator().manual_seed(5)).relu()
