@@ -147,21 +147,27 @@ def test_the_head_reads_its_two_inputs_without_concatenating_them(r18, monkeypat
     assert any(t is features[1] for t in concatenated)
 
 
-def test_packed_dualgcn_computes_the_dualgcn():
-    import copy as copy_module
-
-    from dgcnet.models.dualgcn import DualGCN
+def _with_folded_copy(module: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """``module`` in eval mode with random BatchNorm statistics, and a copy with them folded."""
     from dgcnet.models.fast import fold_batchnorm
-    from dgcnet.models.packed import PackedDualGCN
     from tests.models.test_fast import randomize_batchnorm
 
-    torch.manual_seed(9)
-    plain = DualGCN(32).eval()
+    plain = module.eval()
     randomize_batchnorm(plain)
-    with torch.no_grad():  # both branches of the same size, so that each one shows in the output
-        plain.theta.weight.mul_(0.05)
-    folded = copy_module.deepcopy(plain)
+    folded = copy.deepcopy(plain)
     fold_batchnorm(folded)
+    return plain, folded
+
+
+def test_packed_dualgcn_computes_the_dualgcn():
+    from dgcnet.models.dualgcn import DualGCN
+    from dgcnet.models.packed import PackedDualGCN
+
+    torch.manual_seed(9)
+    dualgcn = DualGCN(32)
+    with torch.no_grad():  # both branches of the same size, so that each one shows in the output
+        dualgcn.theta.weight.mul_(0.05)
+    plain, folded = _with_folded_copy(dualgcn)
     packed = PackedDualGCN(folded)
     x = torch.randn(1, 32, 17, 23, generator=torch.Generator().manual_seed(8)).relu()
     with torch.no_grad():
@@ -248,15 +254,10 @@ def test_stem_pool_is_the_max_pooling(ceil_mode):
 
 def test_packed_spatial_gcn_computes_the_spatial_gcn():
     from dgcnet.models.dualgcn import SpatialGCN
-    from dgcnet.models.fast import fold_batchnorm
     from dgcnet.models.packed import PackedSpatialGCN
-    from tests.models.test_fast import randomize_batchnorm
 
     torch.manual_seed(4)
-    plain = SpatialGCN(32).eval()
-    randomize_batchnorm(plain)
-    folded = copy.deepcopy(plain)
-    fold_batchnorm(folded)
+    plain, folded = _with_folded_copy(SpatialGCN(32))
     packed = PackedSpatialGCN(folded)
     x = torch.randn(2, 32, 5, 7, generator=torch.Generator().manual_seed(5)).relu()
     with torch.no_grad():
