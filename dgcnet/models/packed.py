@@ -331,13 +331,17 @@ def _max_pool_3_2(x: torch.Tensor, dim: int, ceil_mode: bool) -> torch.Tensor:
 # Phase factor of the layers that run in the Phases layout: layer4's dilations (4, and 8 and 16
 # with multi-grid) are multiples of it; layer3's dilation 2 gained nothing (256-channel grids).
 PHASE_FACTOR = 4
+# Grids shorter than this on a side cost more than the dilation they save: padding is a larger
+# share of them, and oneDNN runs small maps below its full rate (dgcnet_r18's layer4 at 17x33,
+# 128x256 images: 1.6x slower on 5x9 grids; level at 33x65, 9x17 grids).
+MIN_GRID_SIDE = 8
 
 
 class PackedPhaseLayer(nn.Sequential):
     """A layer (``nn.Sequential``) of packed residual blocks whose spatial convolutions all have
-    stride 1 and dilations that are multiples of ``PHASE_FACTOR``: in bf16 it runs them in the
-    ``Phases`` layout (split on entry, merged on exit), otherwise as the layer itself. Same
-    blocks, same state dict keys."""
+    stride 1 and dilations that are multiples of ``PHASE_FACTOR``: in bf16, on a map whose grids
+    have at least ``MIN_GRID_SIDE`` rows and columns, it runs them in the ``Phases`` layout (split
+    on entry, merged on exit), otherwise as the layer itself. Same blocks, same state dict keys."""
 
     def __init__(self, blocks: nn.Sequential) -> None:
         if not can_run_in_phases(blocks):
@@ -346,7 +350,7 @@ class PackedPhaseLayer(nn.Sequential):
         super().__init__(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not runs_packed(x):
+        if not runs_packed(x) or min(x.shape[2:]) <= PHASE_FACTOR * (MIN_GRID_SIDE - 1):
             return super().forward(x)
         phases = Phases(PHASE_FACTOR, x.shape[2], x.shape[3])
         y = phases.split(_bf16_channels_last(x))
