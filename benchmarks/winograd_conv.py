@@ -32,7 +32,10 @@ from dgcnet.models.complexity import count_flops  # noqa: E402
 
 # (channels, height, width, dilation, where in DGCNet at 512x1024)
 SHAPES = [(256, 64, 128, 2, "layer3"), (512, 64, 128, 4, "layer4"), (512, 97, 97, 2, "head-sized, odd size"),
-          (128, 64, 128, 1, "layer2"), (64, 128, 256, 1, "layer1 (stays direct)")]
+          (128, 64, 128, 1, "layer2"), (64, 128, 256, 1, "layer1 (stays direct)"),
+          # Small maps: the fast path runs Winograd only where its tiles hold at most twice the map.
+          (512, 33, 65, 4, "layer4 at 256x512"), (512, 17, 33, 4, "layer4 at 128x256 (runs direct)"),
+          (256, 17, 33, 2, "layer3 at 128x256"), (256, 9, 17, 2, "layer3 at 64x128 (runs direct)")]
 
 
 def paired_ms(first, second, runs: int) -> tuple[float, float, float]:
@@ -88,9 +91,9 @@ def main() -> int:
     keep_freed_memory()  # as the fast inference path does on the CPU
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    print("| convolution (channels in = out) | direct ms (fastest) | Winograd ms (fastest) | speed-up (median) "
-          "| rel. error, direct / Winograd |")
-    print("|---|---|---|---|---|")
+    print("| convolution (channels in = out) | positions in tiles / map | direct ms (fastest) | Winograd ms (fastest) "
+          "| speed-up (median) | rel. error, direct / Winograd |")
+    print("|---|---|---|---|---|---|")
     g = torch.Generator().manual_seed(0)
     for channels, height, width, dilation, where in SHAPES:
         x = torch.randn(1, channels, height, width, generator=g).contiguous(memory_format=torch.channels_last)
@@ -105,7 +108,9 @@ def main() -> int:
             direct_ms, wino_ms, ratio = paired_ms(
                 lambda: F.conv2d(x, weight, bias, padding=dilation, dilation=dilation),
                 lambda: winograd_conv3x3(x, weight_t, bias, dilation), args.runs)
-        print(f"| {channels}, {height}x{width}, dilation {dilation} ({where}) | {direct_ms:.1f} | {wino_ms:.1f} | "
+        tile = 4 * dilation
+        padded = tile * -(-height // tile) * tile * -(-width // tile) / (height * width)
+        print(f"| {channels}, {height}x{width}, dilation {dilation} ({where}) | {padded:.2f} | {direct_ms:.1f} | {wino_ms:.1f} | "
               f"{ratio:.2f}x | {relative_error(direct, exact):.1e} / {relative_error(wino, exact):.1e} |")
     if args.profile:
         profile_model(args.profile, args.size)

@@ -6,7 +6,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from dgcnet.models.fast import optimize_for_inference
-from dgcnet.models.winograd import WinogradConv2d, use_winograd, winograd_conv3x3, winograd_weight
+from dgcnet.models import winograd
+from dgcnet.models.winograd import (WinogradConv2d, use_winograd, winograd_conv3x3, winograd_pays,
+                                     winograd_weight)
 from dgcnet.models import build_model
 
 
@@ -52,6 +54,22 @@ def test_module_replaces_a_conv_and_keeps_its_output():
     # With autograd on, the original convolution runs, so gradients flow.
     module(x).sum().backward()
     assert conv.weight.grad is not None
+
+
+def test_maps_too_small_for_the_tiles_run_the_direct_convolution(monkeypatch):
+    # Tiles of 4 * dilation: at most twice the map's positions in them, or the direct convolution.
+    assert winograd_pays(33, 65, 4) and not winograd_pays(17, 33, 4)  # 48x80 tiles; 32x48
+    assert winograd_pays(9, 17, 1) and not winograd_pays(9, 17, 2)    # 12x20; 16x24
+    conv = nn.Conv2d(4, 4, 3, padding=4, dilation=4).double()
+    module = WinogradConv2d(conv)
+    ran = []
+    algorithm = winograd.winograd_conv3x3
+    monkeypatch.setattr(winograd, "winograd_conv3x3", lambda x, *args: ran.append(x.shape[2:]) or algorithm(x, *args))
+    with torch.no_grad():
+        for size in [(17, 33), (33, 65)]:
+            x = torch.randn(1, 4, *size, dtype=torch.float64)
+            torch.testing.assert_close(module(x), conv(x), rtol=1e-10, atol=1e-10)
+    assert ran == [(33, 65)]
 
 
 def test_autocast_runs_the_original_convolution():
