@@ -35,7 +35,8 @@ SHAPES = [(256, 64, 128, 2, "layer3"), (512, 64, 128, 4, "layer4"), (512, 97, 97
           (128, 64, 128, 1, "layer2"), (64, 128, 256, 1, "layer1 (stays direct)"),
           # Small maps: the fast path runs Winograd only where its tiles hold at most twice the map.
           (512, 33, 65, 4, "layer4 at 256x512"), (512, 17, 33, 4, "layer4 at 128x256 (runs direct)"),
-          (256, 17, 33, 2, "layer3 at 128x256"), (256, 9, 17, 2, "layer3 at 64x128 (runs direct)")]
+          (256, 17, 33, 2, "layer3 at 128x256"), (256, 9, 17, 2, "layer3 at 64x128 (runs direct)"),
+          (512, 65, 129, 16, "r101's last dilation at 512x1024 (runs direct)")]
 
 
 def paired_ms(first, second, runs: int) -> tuple[float, float, float]:
