@@ -92,8 +92,8 @@ def winograd_pays(height: int, width: int, dilation: int) -> bool:
 
     It computes whole tiles of 4 * dilation rows and columns, at about half the direct cost per
     position; where the tiles hold more than twice the map's positions (small maps, large
-    dilations) the direct convolution is faster (``benchmarks/winograd_conv.py``, 2-core CPU: 0.62
-    and 0.78x the direct speed with 2.5 and 2.7x the positions in tiles, 0.95-2.07x up to 1.8x).
+    dilations) the direct convolution is faster (``benchmarks/winograd_conv.py``, 2-core CPU:
+    0.62-0.79x the direct speed at 2.5-2.9x the positions in tiles, 0.95-2.11x at up to 1.8x).
     """
     tile = 4 * dilation
     padded = tile * -(-height // tile) * tile * -(-width // tile)
