@@ -453,7 +453,13 @@ class PackedDualGCN(nn.Module):
 class PackedDualGCNHead(nn.Module):
     """A folded ``DualGCNHead`` whose 3x3 convolutions over the backbone's features (and the DualGCN
     output) are ``PackedConcatConv2d``: in bf16 the wide ones run in pieces, and the bottleneck
-    reads both inputs where they are instead of a concatenated copy."""
+    reads both inputs where they are instead of a concatenated copy.
+
+    In bf16 the classifier (a 1x1 convolution to the classes) runs in fp32 and the logits are
+    fp32: bf16 rounds a logit near 10 to steps of 0.06, which flips the argmax of near ties. With
+    dgcnet_r18 trained by ``dgcnet demo`` on an 832x832 tile, agreement with the fp32 argmax went
+    from 99.34% to 99.62%, for about 0.3 ms.
+    """
 
     def __init__(self, head: DualGCNHead) -> None:
         super().__init__()
@@ -467,7 +473,11 @@ class PackedDualGCNHead(nn.Module):
         # In bf16 the pieces of x are cut once, for both convolutions that read it.
         parts = input_pieces(self.conva.base, x) if runs_packed(x) else [x]
         out = self.convb(self.dualgcn(self.conva(*parts)))
-        return self.classifier(self.bottleneck(*parts, out))
+        features = self.bottleneck(*parts, out)
+        if not runs_packed(features):
+            return self.classifier(features)
+        with torch.autocast("cpu", enabled=False):
+            return self.classifier(features.float())
 
 
 _CONVS = (nn.Conv2d, WinogradConv2d)
