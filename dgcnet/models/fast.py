@@ -122,7 +122,8 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fold
     and the model is not compiled (the compiler does its own fusing).
     On the CPU, calling ``dgcnet.engine.heap.keep_freed_memory()`` once first makes it faster still (process-wide).
     compile: ``torch.compile`` the result (the first call compiles; later calls are faster).
-    Mixed precision stays the caller's choice: wrap the call in ``torch.autocast``.
+    Mixed precision stays the caller's choice: wrap the call in ``torch.autocast``. Under CPU bf16
+    autocast the packed model's classifier runs in fp32 and its logits are fp32.
     """
     fast = copy.deepcopy(model).eval()
     for p in fast.parameters():

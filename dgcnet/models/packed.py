@@ -458,7 +458,7 @@ class PackedDualGCNHead(nn.Module):
     In bf16 the classifier (a 1x1 convolution to the classes) runs in fp32 and the logits are
     fp32: bf16 rounds a logit near 10 to steps of 0.06, which flips the argmax of near ties. With
     dgcnet_r18 trained by ``dgcnet demo`` on an 832x832 tile, agreement with the fp32 argmax went
-    from 99.34% to 99.62%, for about 0.3 ms.
+    from 99.34% to 99.62%, for about 0.6 ms (r18, 512x1024) to 1.5 ms (r101, an 832 tile).
     """
 
     def __init__(self, head: DualGCNHead) -> None:
