@@ -6,7 +6,7 @@ Three copies of the fast model (``optimize_for_inference``) run in one process, 
 each round, under bf16 autocast: as built (layer4 on the phase grids, the stem's pooling on int16
 bit patterns), with the stem's ``max_pool2d`` back, and with both back. The table gives the median
 seconds of the whole forward and of the stem pooling and layer4 alone (forward hooks). On images
-whose layer4 grids would be under ``MIN_GRID_SIDE`` (below about 232 pixels a side) layer4 runs
+whose layer4 grids would be under ``MIN_GRID_SIDE`` (under 223 pixels on a side) layer4 runs
 unsplit in every copy.
 """
 from __future__ import annotations
