@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dgcnet.cli.common import image_size  # noqa: E402
 from dgcnet.engine.heap import keep_freed_memory
 from dgcnet.models.fast import optimize_for_inference  # noqa: E402
-from dgcnet.models.winograd import WinogradConv2d, winograd_conv3x3, winograd_weight  # noqa: E402
+from dgcnet.models.winograd import (WinogradConv2d, tiled_positions, winograd_conv3x3,  # noqa: E402
+                                     winograd_weight)
 from dgcnet.models import build_model, list_models  # noqa: E402
 from dgcnet.models.complexity import count_flops  # noqa: E402
 
@@ -109,8 +110,7 @@ def main() -> int:
             direct_ms, wino_ms, ratio = paired_ms(
                 lambda: F.conv2d(x, weight, bias, padding=dilation, dilation=dilation),
                 lambda: winograd_conv3x3(x, weight_t, bias, dilation), args.runs)
-        tile = 4 * dilation
-        padded = tile * -(-height // tile) * tile * -(-width // tile) / (height * width)
+        padded = tiled_positions(height, width, dilation) / (height * width)
         print(f"| {channels}, {height}x{width}, dilation {dilation} ({where}) | {padded:.2f} | {direct_ms:.1f} | {wino_ms:.1f} | "
               f"{ratio:.2f}x | {relative_error(direct, exact):.1e} / {relative_error(wino, exact):.1e} |")
     if args.profile:

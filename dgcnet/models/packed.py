@@ -350,7 +350,7 @@ class PackedPhaseLayer(nn.Sequential):
         super().__init__(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not runs_packed(x) or min(x.shape[2:]) <= PHASE_FACTOR * (MIN_GRID_SIDE - 1):
+        if not runs_packed(x) or -(-min(x.shape[2:]) // PHASE_FACTOR) < MIN_GRID_SIDE:  # the grids' shorter side
             return super().forward(x)
         phases = Phases(PHASE_FACTOR, x.shape[2], x.shape[3])
         y = phases.split(_bf16_channels_last(x))
