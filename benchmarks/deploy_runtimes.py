@@ -89,7 +89,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="after the table, where the bf16 time goes: dgcnet's by operator (torch.profiler) "
                              "and by stage of the model (conv1 ... layer4, head), OpenVINO's default precision by "
-                             "layer type and kernel and by stage (its performance counters)")
+                             "layer type and kernel and by stage (its performance counters), and both side by "
+                             "side by part of the model (each stem convolution, residual block and head module)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     # As `dgcnet eval` and `predict` run the fast path: process-wide, before any model loads.
@@ -142,8 +143,8 @@ def main() -> int:
                 run(x)
                 times[name].append(time.perf_counter() - start)
         load_after = os.getloadavg()
-        profiles = bf16_profiles(variants["dgcnet fast bf16"], fast_bf16, onnx_path, x, args.threads) \
-            if args.profile else []
+        profiles, parts = bf16_profiles(variants["dgcnet fast bf16"], fast_bf16, onnx_path, x, args.threads) \
+            if args.profile else ([], {})
 
     def full_argmax(logits: np.ndarray) -> torch.Tensor:
         return F.interpolate(torch.from_numpy(logits), size=args.size, mode="bilinear", align_corners=True).argmax(1)
@@ -181,19 +182,123 @@ def main() -> int:
     for title, shares in profiles:
         total = sum(shares.values())
         print(f"\n{title}: {1000 * total:.0f} ms in all; " + ", ".join(
-            f"{name} {1000 * seconds:.0f} ms ({100 * seconds / total:.1f}%)"
+            f"{name} {1000 * seconds:.1f} ms ({100 * seconds / total:.1f}%)"
             for name, seconds in sorted(shares.items(), key=lambda kv: -kv[1])[:8]))
+    if parts:
+        print("\nbf16 by part of the model, ms (dgcnet: wall time of the module; openvino: its layers' times)\n")
+        print("| part | dgcnet | openvino | difference |")
+        print("|---|---|---|---|")
+        for name, (ours, theirs) in parts.items():
+            if max(ours, theirs) < 5e-6:  # layers OpenVINO fused into others, e.g. the stem's ReLUs
+                continue
+            print(f"| {name} | {1000 * ours:.2f} | {1000 * theirs:.2f} | {1000 * (ours - theirs):+.2f} |")
     return 0
 
 
 STAGES = ("conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "head")  # the model's top-level modules
+WHOLE_STAGES = ("maxpool",)  # stages that are one part
+
+
+def module_times(run: Callable[[], object], groups: dict[str, list[torch.nn.Module]]) -> tuple[dict[str, float], float]:
+    """Wall seconds spent in each group of modules during one ``run()`` (forward hooks; a module
+    inside another is timed in both), and the seconds of the whole run."""
+    times: dict[str, float] = {}
+    started: dict[int, float] = {}
+
+    def before(module: torch.nn.Module, args: tuple) -> None:
+        started[id(module)] = time.perf_counter()
+
+    def timed_into(name: str) -> Callable[..., None]:
+        def after(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+            times[name] = times.get(name, 0.0) + time.perf_counter() - started.pop(id(module))
+        return after
+
+    hooks = [hook for name, modules in groups.items() for module in modules
+             for hook in (module.register_forward_pre_hook(before), module.register_forward_hook(timed_into(name)))]
+    start = time.perf_counter()
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return times, time.perf_counter() - start
+
+
+def rerun_times(run: Callable[[], object], stages: dict[str, torch.nn.Module]) -> dict[str, float]:
+    """Wall seconds of each stage run a second time right after its own call in one ``run()``,
+    on the same input (the stages leave their input as it was): its feature maps then land in
+    memory its first run has just written and freed, where in the model's run they land in blocks
+    last written one forward pass before."""
+    times: dict[str, float] = {}
+    rerunning = False
+
+    def again(name: str) -> Callable[..., None]:
+        def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+            nonlocal rerunning
+            if rerunning:
+                return
+            rerunning = True
+            start = time.perf_counter()
+            try:
+                module(*args)
+            finally:
+                rerunning = False
+            times[name] = time.perf_counter() - start
+        return hook
+
+    hooks = [module.register_forward_hook(again(name)) for name, module in stages.items()]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return times
+
+
+def model_parts(net: torch.nn.Module) -> dict[str, list[torch.nn.Module]]:
+    """The parts the profile compares, by the name OpenVINO's layers carry: each convolution of
+    the stem, the max pooling, each residual block, and each module of the head (the classifier
+    counted with the bottleneck it belongs to in the ONNX graph)."""
+    from dgcnet.models.packed import PackedConv2d
+
+    model, parts = net.model, {}
+    for stage in STAGES:
+        module = getattr(model, stage, None)
+        if module is None:
+            continue
+        if stage in WHOLE_STAGES:
+            parts[stage] = [module]
+        elif stage == "conv1":
+            parts.update((f"{stage}.{name}", [m]) for name, m in module.named_children() if isinstance(m, PackedConv2d))
+        else:
+            parts.update((f"{stage}.{name}", [m]) for name, m in module.named_children())
+    if "head.classifier" in parts:
+        parts["head.bottleneck (and classifier)"] = parts.pop("head.bottleneck") + parts.pop("head.classifier")
+    return parts
+
+
+def openvino_part(node_name: str) -> str:
+    """The part of the model an OpenVINO layer belongs to, by its ONNX node name
+    ("/layer4/layer4.1/conv2/Conv" -> "layer4.1", "/head/dualgcn/MatMul" -> "head.dualgcn")."""
+    if not node_name.startswith("/"):  # layers OpenVINO adds, e.g. the reorder of the input
+        return "outside the parts"
+    scopes = node_name.strip("/").split("/")[:-1]  # the last one names the operator
+    if not scopes:
+        return "outside the parts"
+    if len(scopes) == 1:  # the max pooling, or e.g. the head's concatenation
+        if scopes[0] not in STAGES:
+            return "outside the parts"
+        return scopes[0] if scopes[0] in WHOLE_STAGES else f"{scopes[0]} (between its parts)"
+    if scopes[0] == "head":
+        return "head.bottleneck (and classifier)" if scopes[1] == "bottleneck" else f"head.{scopes[1]}"
+    return scopes[1]
 
 
 def bf16_profiles(ours: Callable[[np.ndarray], np.ndarray], net: torch.nn.Module, onnx_path: Path, x: np.ndarray,
-                  threads: int) -> list[tuple[str, dict[str, float]]]:
+                  threads: int) -> tuple[list[tuple[str, dict[str, float]]], dict[str, tuple[float, float]]]:
     """Seconds of one dgcnet bf16 pass by operator, by convolution kernel size and by stage of
     the model, and of one OpenVINO pass at its default precision by layer type and kernel and by
-    stage (when installed)."""
+    stage (when installed); and, with OpenVINO, (dgcnet's, OpenVINO's) seconds by ``model_parts``."""
     from torch.profiler import profile
 
     from dgcnet.models.packed import PackedConv2d
@@ -202,41 +307,32 @@ def bf16_profiles(ours: Callable[[np.ndarray], np.ndarray], net: torch.nn.Module
         ours(x)
     profiles = [("dgcnet fast bf16, by operator (self CPU time)",
                  {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()})]
-    by_kernel: dict[str, float] = {}
-    by_stage: dict[str, float] = {}
-    started: dict[int, float] = {}
-
-    def before(module: torch.nn.Module, args: tuple) -> None:
-        started[id(module)] = time.perf_counter()
-
-    def after_conv(module: PackedConv2d, args: tuple, output: torch.Tensor) -> None:
-        key = "x".join(map(str, module.base.kernel_size)) + " convolutions"
-        by_kernel[key] = by_kernel.get(key, 0.0) + time.perf_counter() - started.pop(id(module))
-
-    def after_stage(name: str) -> Callable[..., None]:
-        def hook(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
-            by_stage[name] = by_stage.get(name, 0.0) + time.perf_counter() - started.pop(id(module))
-        return hook
-
-    hooks = [h for m in net.modules() if isinstance(m, PackedConv2d)
-             for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after_conv))]
-    ours(x)
-    for hook in hooks:
-        hook.remove()
-    stages = {name: getattr(net.model, name) for name in STAGES if hasattr(net.model, name)}
-    hooks = [h for name, m in stages.items()
-             for h in (m.register_forward_pre_hook(before), m.register_forward_hook(after_stage(name)))]
-    start = time.perf_counter()
-    ours(x)
-    by_stage["outside the stages (input, output)"] = time.perf_counter() - start - sum(by_stage.values())
-    for hook in hooks:
-        hook.remove()
+    convs = [m for m in net.modules() if isinstance(m, PackedConv2d)]
+    by_kernel, _ = module_times(lambda: ours(x), {
+        f"{'x'.join(map(str, size))} convolutions": [m for m in convs if m.base.kernel_size == size]
+        for size in dict.fromkeys(m.base.kernel_size for m in convs)})
+    # One pass timing the stages and their parts: what a stage spends outside its parts (layer4's
+    # split into phase grids and merge, say) is a part of its own.
+    stages = {name: [getattr(net.model, name)] for name in STAGES if hasattr(net.model, name)}
+    parts = model_parts(net)
+    times, total = module_times(lambda: ours(x), {**stages, **parts})
+    by_stage = {name: times.get(name, 0.0) for name in stages}
+    by_stage["outside the stages (input, output)"] = total - sum(by_stage.values())
+    by_part: dict[str, float] = {}
+    for stage in stages:
+        inside = [name for name in parts if name.split(".")[0] == stage]
+        by_part.update((name, times.get(name, 0.0)) for name in inside)
+        if stage not in WHOLE_STAGES:
+            by_part[f"{stage} (between its parts)"] = by_stage[stage] - sum(by_part[name] for name in inside)
+    by_part["outside the parts"] = by_stage["outside the stages (input, output)"]
+    rerun = rerun_times(lambda: ours(x), {name: modules[0] for name, modules in stages.items()})
     if by_kernel:
         profiles.append(("dgcnet fast bf16, convolutions by kernel size (wall time)", by_kernel))
     try:
         import openvino
     except ImportError:
-        return profiles + [("dgcnet fast bf16, by stage (wall time)", by_stage)]
+        return profiles + [("dgcnet fast bf16, by stage (wall time)", by_stage),
+                           ("dgcnet fast bf16, by stage, each run again at once on the same input", rerun)], {}
     compiled = openvino.Core().compile_model(str(onnx_path), "CPU", {"INFERENCE_NUM_THREADS": threads,
                                                                     "PERF_COUNT": True})
     request = compiled.create_infer_request()
@@ -244,6 +340,7 @@ def bf16_profiles(ours: Callable[[np.ndarray], np.ndarray], net: torch.nn.Module
     request.infer({0: x})  # the second pass, after the first one's primitive creation
     shares: dict[str, float] = {}
     ov_stages: dict[str, float] = {}
+    ov_parts: dict[str, float] = {}
     for info in request.profiling_info:
         key = f"{info.node_type} ({info.exec_type})"
         shares[key] = shares.get(key, 0.0) + info.real_time.total_seconds()
@@ -251,10 +348,13 @@ def bf16_profiles(ours: Callable[[np.ndarray], np.ndarray], net: torch.nn.Module
         stage = info.node_name.lstrip("/").split("/")[0]
         stage = stage if stage in STAGES else "outside the stages (input, output)"
         ov_stages[stage] = ov_stages.get(stage, 0.0) + info.real_time.total_seconds()
+        part = openvino_part(info.node_name)
+        ov_parts[part] = ov_parts.get(part, 0.0) + info.real_time.total_seconds()
     profiles.append(("openvino default, by layer type (kernel)", shares))
     profiles.append(("dgcnet fast bf16, by stage (wall time)", by_stage))
+    profiles.append(("dgcnet fast bf16, by stage, each run again at once on the same input", rerun))
     profiles.append(("openvino default, by stage (its layers' times)", ov_stages))
-    return profiles
+    return profiles, {name: (by_part.get(name, 0.0), ov_parts.get(name, 0.0)) for name in {**by_part, **ov_parts}}
 
 
 if __name__ == "__main__":
