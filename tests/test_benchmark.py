@@ -117,3 +117,38 @@ def test_data_benchmark_compares_files_and_prepared_store(tmp_path, capsys):
     files, windows = json.loads(capsys.readouterr().out)
     assert files["resize_ms"] is None and windows["resize_ms"] > 0  # today's path against the windows
     assert windows["cpu_ms_per_sample"] == pytest.approx(sum(windows["phase_ms"].values()))
+
+
+def test_deploy_profile_parts_cover_the_onnx_graph(tmp_path):
+    """`deploy_runtimes.py --profile` matches OpenVINO's layers to dgcnet's modules by the ONNX node
+    names: every convolution must land in a part the fast model times, and every part must get one."""
+    import importlib.util
+
+    import onnx
+    import torch
+
+    from dgcnet.formats.onnx import export_onnx
+    from dgcnet.models import build_model
+    from dgcnet.models.fast import optimize_for_inference
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "deploy_runtimes.py"
+    spec = importlib.util.spec_from_file_location("deploy_runtimes", script)
+    deploy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deploy)
+
+    torch.manual_seed(0)
+    model = build_model("dgcnet_r18").eval()
+    parts = deploy.model_parts(optimize_for_inference(model))
+    export_onnx(model, tmp_path / "model.onnx", (64, 64))
+    nodes = onnx.load(str(tmp_path / "model.onnx")).graph.node
+
+    conv_parts = {deploy.openvino_part(n.name) for n in nodes if n.op_type == "Conv"}
+    assert conv_parts == set(parts) - {"maxpool"}
+    assert {deploy.openvino_part(n.name) for n in nodes if n.op_type == "MaxPool"} == {"maxpool"}
+    between = {f"{stage} (between its parts)" for stage in deploy.STAGES}
+    # The stem's ReLUs are modules of their own in the ONNX graph; the fast path and OpenVINO both
+    # fuse them into the convolutions before them.
+    fused = {n.name for n in nodes if n.op_type == "Relu" and n.name.startswith("/conv1/")}
+    assert {deploy.openvino_part(n.name) for n in nodes if n.name not in fused} <= (
+        set(parts) | between | {"outside the parts"})
+    assert {"conv1.0", "layer1.0", "layer4.1", "head.dualgcn", "head.bottleneck (and classifier)"} <= set(parts)
