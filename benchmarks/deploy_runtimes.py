@@ -345,11 +345,11 @@ def bf16_profiles(ours: Callable[[np.ndarray], np.ndarray], net: torch.nn.Module
         key = f"{info.node_type} ({info.exec_type})"
         shares[key] = shares.get(key, 0.0) + info.real_time.total_seconds()
         # ONNX node names carry the module path: "/layer4/layer4.1/conv2/Conv".
-        stage = info.node_name.lstrip("/").split("/")[0]
-        stage = stage if stage in STAGES else "outside the stages (input, output)"
-        ov_stages[stage] = ov_stages.get(stage, 0.0) + info.real_time.total_seconds()
         part = openvino_part(info.node_name)
         ov_parts[part] = ov_parts.get(part, 0.0) + info.real_time.total_seconds()
+        stage = part.split(".")[0].split(" ")[0]  # "layer4.1" and "layer4 (between its parts)": layer4
+        stage = stage if stage in STAGES else "outside the stages (input, output)"
+        ov_stages[stage] = ov_stages.get(stage, 0.0) + info.real_time.total_seconds()
     profiles.append(("openvino default, by layer type (kernel)", shares))
     profiles.append(("dgcnet fast bf16, by stage (wall time)", by_stage))
     profiles.append(("dgcnet fast bf16, by stage, each run again at once on the same input", rerun))
