@@ -36,7 +36,7 @@ def is_device(name: str) -> bool:
 @dataclass
 class ModelConfig:
     arch: str = "dgcnet_r101"
-    num_classes: int = 19
+    num_classes: int | None = None  # None: the dataset's (19 for Cityscapes) or the class file's
     # Starting weights: an ImageNet deep-stem backbone (.pth with fc.*), a full DGCNet state dict,
     # a training checkpoint, or any file `dgcnet convert` reads.
     restore_from: str | None = None
@@ -55,16 +55,21 @@ def resize_on_device(resize_on: str, device_type: str) -> bool:
 
 @dataclass
 class DataConfig:
+    # A dataset the package knows (its classes, list layout and training defaults): cityscapes,
+    # camvid, ... (`dgcnet lists --help` names them all). data.classes replaces its classes.
+    dataset: str = "cityscapes"
     data_dir: str = "./dataset"
     data_list: str | None = None
-    input_size: tuple[int, int] = (832, 832)  # crop height, width
-    scale: bool = True   # random scale 0.7..2.1
+    input_size: tuple[int, int] | None = None  # crop height, width; None: the dataset's (832x832 for Cityscapes)
+    scale: bool = True   # random scale, factors scale_min + k/10 up to scale_max
+    scale_min: float | None = None  # None: the dataset's (0.7 for Cityscapes, 0.5 for CamVid)
+    scale_max: float | None = None  # None: the dataset's (2.1 for Cityscapes, 2.0 for CamVid)
     mirror: bool = True  # random horizontal flip
     rgb: bool = True     # ImageNet RGB normalisation (False: Caffe-style BGR mean subtraction)
     # Loader processes per training process; None: the CPUs this process may use, shared by the
     # training processes on this machine, one CPU left to each training process, at most 16.
     workers: int | None = None
-    classes: str | None = None  # class file (YAML/JSON) of your own data; None: Cityscapes
+    classes: str | None = None  # class file (YAML/JSON) of your own data; None: the dataset's classes
     # Decoded arrays from `dgcnet prepare` instead of decoding PNGs (same samples, 4-5x less CPU):
     # "auto": data_dir/dgcnet-prepared when it exists; a folder: that store; None: decode the files.
     prepared: str | None = "auto"
@@ -311,12 +316,14 @@ def check_size(size: tuple[int, int], batch: int, what: str) -> None:
 
 
 def validate(config: TrainConfig) -> None:
-    """Check choices and ranges that the types alone do not, so that a run does not crash (or
-    mean something else) after the heavy work has started."""
+    """Fill what is left to the dataset (:func:`apply_dataset_defaults`), then check choices and
+    ranges that the types alone do not, so that a run does not crash (or mean something else)
+    after the heavy work has started."""
     from dgcnet.engine.inference import MODES
     from dgcnet.models import list_models  # models import the data package; keep config light
 
-    t, loss = config.train, config.loss
+    apply_dataset_defaults(config)
+    t, loss, data = config.train, config.loss, config.data
     checks = [
         (config.model.arch in list_models(), f"model.arch: unknown arch {config.model.arch!r}; choose one of "
                                              f"{', '.join(list_models())}"),
@@ -339,6 +346,9 @@ def validate(config: TrainConfig) -> None:
         (config.train.max_nonfinite_steps >= 1, "train.max_nonfinite_steps must be at least 1"),
         (config.loss.ohem_min_kept >= 0, "loss.ohem_min_kept must not be negative"),
         (config.data.workers is None or config.data.workers >= 0, "data.workers must not be negative"),
+        (_finite(data.scale_min, data.scale_max) and 0 < data.scale_min <= data.scale_max <= 10,
+         f"data.scale_min and data.scale_max must satisfy 0 < scale_min <= scale_max <= 10, "
+         f"got {data.scale_min} and {data.scale_max}"),
         (config.data.resize_on in RESIZE_ON, f"data.resize_on: expected one of {', '.join(RESIZE_ON)}, "
                                              f"got {config.data.resize_on!r}"),
         (config.run.save_every >= 1, "run.save_every must be at least 1"),
@@ -353,9 +363,29 @@ def validate(config: TrainConfig) -> None:
     check_size(config.data.input_size, t.batch_size, "data.input_size")
 
 
+def apply_dataset_defaults(config: TrainConfig) -> TrainConfig:
+    """Fill the settings left to the dataset (None) from ``data.dataset``: the number of classes
+    (or the class file's), the training crop and the random-scale range. Returns ``config``."""
+    from dgcnet.data.classes import load_class_file
+    from dgcnet.data.datasets import get_dataset
+
+    spec = get_dataset(config.data.dataset)
+    data, model = config.data, config.model
+    if model.num_classes is None:
+        model.num_classes = (load_class_file(data.classes) if data.classes else spec.classes).num_classes
+    if data.input_size is None:
+        data.input_size = spec.crop_size
+    if data.scale_min is None:
+        data.scale_min = spec.scale_range[0]
+    if data.scale_max is None:
+        data.scale_max = spec.scale_range[1]
+    return config
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[tuple[str, Any] | str] = (),
                 ) -> TrainConfig:
-    """Defaults, then the YAML file (if any), then the overrides in order (``"k=v"`` or ``(k, v)``)."""
+    """Defaults, then the YAML file (if any), then the overrides in order (``"k=v"`` or ``(k, v)``);
+    what is left to the dataset is then filled from it."""
     config = TrainConfig()
     if path is not None:
         for key, value in read_yaml(path):

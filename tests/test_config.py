@@ -8,8 +8,10 @@ from dgcnet.errors import DgcnetError
 
 
 def test_defaults_are_the_published_recipe():
-    c = TrainConfig()
+    c = load_config()  # what the defaults leave to the dataset, resolved for Cityscapes
+    assert c.data.dataset == "cityscapes" and c.model.num_classes == 19
     assert c.data.input_size == (832, 832) and c.train.batch_size == 1
+    assert (c.data.scale_min, c.data.scale_max) == (0.7, 2.1)
     assert (c.train.lr, c.train.momentum, c.train.weight_decay, c.train.poly_power) == (0.01, 0.9, 5e-4, 0.9)
     assert c.train.num_steps == 60000 and c.train.decay_norm_and_bias
     assert (c.loss.ohem_thresh, c.loss.ohem_min_kept, c.loss.aux_weight) == (0.7, 100000, 0.4)

@@ -55,6 +55,16 @@ def add_device_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, help: s
                    help=f"{help}: {DEVICE_HELP} (default: auto, the GPU when there is one)")
 
 
+def add_dataset_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, default_text: str) -> None:
+    """--dataset, the same choices in every command."""
+    from dgcnet.data.datasets import DATASETS
+
+    names = ", ".join(f"{name} ({spec.title})" for name, spec in DATASETS.items())
+    p.add_argument("--dataset", choices=tuple(DATASETS), default=None, metavar="NAME",
+                   help=f"a dataset known by name, for its classes and layout: {names}; --classes replaces "
+                        f"its classes (default: {default_text})")
+
+
 class CommandAdder:
     """What a command module's add_parser receives: adds its commands, each with its one-line help."""
 

@@ -6,10 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from dgcnet.cli.common import CommandAdder, count, image_size, positive_int
+from dgcnet.cli.common import CommandAdder, add_dataset_arg, count, image_size, positive_int
 from dgcnet.data.check import check_list
-from dgcnet.data.classes import load_class_file
-from dgcnet.data.labels import CITYSCAPES
+from dgcnet.data.datasets import describe_classes, get_dataset, resolve_classes
 from dgcnet.data.lists import write_authors_lists, write_lists
 from dgcnet.data.prepare import check_store
 from dgcnet.data.store import DEFAULT_NAME, find_store
@@ -43,13 +42,16 @@ def add_parser(subparsers: CommandAdder) -> None:
                     "tree and write train.txt, val.txt, test.txt and trainval.txt in the authors' format and "
                     "order: 'image<TAB>label' per line (test.txt: image only), sorted by image path; for a "
                     "folder dataset (images/<split>/..., labels/<split>/... with the same names, labels as "
-                    ".png) write <split>.txt for each split folder. A list file already there with other "
-                    "content is never replaced.")
+                    ".png) write <split>.txt for each split folder; for a dataset named with --dataset, "
+                    "its own layout (CamVid: <split>/ with <split>annot/). A list file already there with "
+                    "other content is never replaced.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--authors", action="store_true", help="write the authors' Cityscapes lists")
-    source.add_argument("--data-dir", type=Path, help="the Cityscapes root folder, or a folder dataset root")
+    source.add_argument("--data-dir", type=Path, help="the dataset's root folder (Cityscapes, CamVid, a folder "
+                                                      "dataset, or the layout --dataset names)")
     p.add_argument("--output-dir", "--out", dest="out", type=Path, required=True, metavar="DIR",
                    help="folder to write the lists into")
+    add_dataset_arg(p, "recognised from the folder layout: Cityscapes, CamVid or a folder dataset")
     p.set_defaults(run=run_lists)
 
     p = subparsers.add_parser(
@@ -60,8 +62,9 @@ def add_parser(subparsers: CommandAdder) -> None:
                     "LIST:LINE: PATH: what is wrong, then a summary; exits 1 if there is any problem.")
     p.add_argument("--data-dir", type=Path, required=True, help="folder the list's paths are relative to")
     p.add_argument("--data-list", type=Path, required=True, help="the data list to check")
+    add_dataset_arg(p, "cityscapes")
     p.add_argument("--classes", type=Path,
-                   help="class file (YAML or JSON) giving the valid label ids (default: Cityscapes label ids)")
+                   help="class file (YAML or JSON) giving the valid label ids (default: the dataset's label ids)")
     p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1),
                    help="parallel file checks (default: number of CPUs, at most 8)")
     p.add_argument("--prepared", metavar="DIR|auto|none", default="auto",
@@ -83,19 +86,22 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_lists(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--output-dir")
-    written = write_authors_lists(args.out) if args.authors else write_lists(args.data_dir, args.out)
+    if args.authors:
+        written = write_authors_lists(args.out)
+    else:
+        written = write_lists(args.data_dir, args.out, get_dataset(args.dataset).make_lists if args.dataset else None)
     for name, lines in written.items():
         print(f"{args.out / name}: {lines} lines")
     return 0
 
 
 def run_check_data(args: argparse.Namespace) -> int:
-    classes = load_class_file(args.classes) if args.classes else CITYSCAPES
+    classes = resolve_classes(args.dataset, args.classes)
     result = check_list(args.data_dir, args.data_list, classes=classes, workers=args.workers,
                         progress=sys.stderr.isatty())
     for problem in result.problems:
         print(problem)
-    print(result.summary())
+    print(f"{result.summary()}; labels read as {describe_classes(classes)}")
     store = find_store(args.data_dir, None if args.prepared.lower() == "none" else args.prepared)
     if store is None:
         return 0 if result.ok else 1

@@ -6,9 +6,9 @@ import os
 
 from torch import nn
 
-from dgcnet.cli.common import add_device_arg, count, positive_int
+from dgcnet.cli.common import add_dataset_arg, add_device_arg, count, positive_int
 from dgcnet.config import AMP_MODES
-from dgcnet.data.classes import load_class_file
+from dgcnet.data.datasets import resolve_classes
 from dgcnet.data.labels import ClassInfo
 from dgcnet.data.transforms import MAX_PIXELS, MAX_PIXELS_ENV
 from dgcnet.engine.distributed import resolve_device
@@ -58,9 +58,11 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
                    help="image loading processes; 0 loads inline (default: the CPUs less one, at most 16)")
     p.add_argument("--num-classes", type=positive_int, default=None,
                    help="number of classes, only for files that do not record it (default: from the file)")
+    add_dataset_arg(p, "the dataset the weights record; for weights that record none, such as the authors' "
+                       ".pth, the classes their class count implies")
     p.add_argument("--classes", default=None, metavar="FILE",
                    help="class file (YAML/JSON: names, colours, ignore index, id mapping) of your own data "
-                        "(default: the classes the weights record: names, colours, label ids)")
+                        "(default: the classes the weights record: names, colours, label values)")
     p.add_argument("--max-pixels", type=positive_int, default=None,
                    help=f"refuse images above this many pixels, before decoding them (default: "
                         f"${MAX_PIXELS_ENV} or {MAX_PIXELS:,} = 8192x8192)")
@@ -77,9 +79,10 @@ def load_for_inference(args: argparse.Namespace) -> tuple[nn.Module, ClassInfo]:
         os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
     device = resolve_device(args.device)
     model = load_model(args.restore_from, device=device, num_classes=args.num_classes)
-    classes = load_class_file(args.classes) if args.classes else model.info.classes
+    classes = resolve_classes(args.dataset, args.classes, default=model.info.classes)
     if classes.num_classes != model.num_classes:
-        raise DgcnetError(f"{args.classes}: {classes.num_classes} classes, but the model predicts {model.num_classes}")
+        raise DgcnetError(f"{args.classes or args.dataset}: {classes.num_classes} classes, but the model predicts "
+                          f"{model.num_classes}")
     if args.fast:
         from dgcnet.models.fast import optimize_for_inference
 

@@ -6,9 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from dgcnet.cli.common import CommandAdder, positive_int
-from dgcnet.data.classes import load_class_file
-from dgcnet.data.labels import CITYSCAPES
+from dgcnet.cli.common import CommandAdder, add_dataset_arg, positive_int
+from dgcnet.data.datasets import describe_classes, resolve_classes
 from dgcnet.data.prepare import prepare
 from dgcnet.data.store import DEFAULT_NAME
 
@@ -28,17 +27,18 @@ def add_parser(subparsers: CommandAdder) -> None:
     p.add_argument("--data-list", type=Path, required=True, help="the data list to prepare")
     p.add_argument("--output-dir", type=Path, default=None,
                    help=f"the store's folder (default: DATA_DIR/{DEFAULT_NAME}, where training finds it)")
+    add_dataset_arg(p, "cityscapes")
     p.add_argument("--classes", type=Path,
-                   help="class file (YAML or JSON) mapping label ids to train ids (default: Cityscapes)")
+                   help="class file (YAML or JSON) mapping label ids to train ids (default: the dataset's)")
     p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1),
                    help="files decoded in parallel (default: number of CPUs, at most 8)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    classes = load_class_file(args.classes) if args.classes else CITYSCAPES
+    classes = resolve_classes(args.dataset, args.classes)
     r = prepare(args.data_dir, args.data_list, args.output_dir, classes=classes, workers=args.workers,
                 progress=sys.stderr.isatty())
     print(f"{r.store}: {r.samples} samples of {args.data_list}, {r.prepared} decoded now, {r.up_to_date} "
-          f"already stored; store size {r.store_bytes / 2**30:.2f} GiB")
+          f"already stored; store size {r.store_bytes / 2**30:.2f} GiB; labels as {describe_classes(classes)}")
     return 0

@@ -6,7 +6,7 @@ import sys
 
 from dgcnet.config import RESIZE_ON, TrainConfig, config_to_dict, load_config
 from dgcnet.models import list_models
-from dgcnet.cli.common import CommandAdder, add_device_arg
+from dgcnet.cli.common import CommandAdder, add_dataset_arg, add_device_arg
 
 # The MindSpore port's train.py flags (spelled as there) and ours, with the config key each sets.
 FLAG_KEYS = {
@@ -40,6 +40,7 @@ FLAG_KEYS = {
     "val_every": "val.every",
     "val_list": "val.data_list",
     "classes": "data.classes",
+    "dataset": "data.dataset",
     "tensorboard": "run.tensorboard",
     "prepared": "data.prepared",
     "resize_on": "data.resize_on",
@@ -68,14 +69,16 @@ def add_parser(subparsers: CommandAdder) -> None:
                            "weights, a training checkpoint, a MindSpore .ckpt, a Hugging Face folder or hf://OWNER/NAME, "
                            "or an http(s) URL of one (downloaded once into the torch hub cache; end it with "
                            "#sha256=HEX to pin it) (model.restore_from)")
-    port.add_argument("--input_size", metavar="H,W", help="crop size, 832 or 832,832 (data.input_size)")
+    port.add_argument("--input_size", metavar="H,W",
+                      help="crop size, 832 or 832,832 (data.input_size, default: the dataset's, 832 for Cityscapes)")
     port.add_argument("--batch_size", metavar="N", help="images per process and step (train.batch_size, default 1)")
     port.add_argument("--rgb", metavar="1|0", help="1: RGB ImageNet normalisation, 0: BGR mean subtraction (data.rgb)")
     port.add_argument("--learning_rate", metavar="LR", help="base learning rate (train.lr, default 0.01)")
     port.add_argument("--momentum", metavar="M", help="SGD momentum (train.momentum, default 0.9)")
     port.add_argument("--weight_decay", metavar="WD", help="weight decay (train.weight_decay, default 5e-4)")
     port.add_argument("--power", metavar="P", help="poly decay power (train.poly_power, default 0.9)")
-    port.add_argument("--num_classes", metavar="N", help="number of classes (model.num_classes, default 19)")
+    port.add_argument("--num_classes", metavar="N",
+                      help="number of classes (model.num_classes, default: the dataset's, 19 for Cityscapes)")
     port.add_argument("--num_steps", metavar="N", help="training iterations (train.num_steps, default 60000)")
     port.add_argument("--save_dir", metavar="DIR",
                       help="run folder: checkpoints, config.yaml, train.log, metrics.jsonl (run.save_dir, default runs/train)")
@@ -110,7 +113,9 @@ def add_parser(subparsers: CommandAdder) -> None:
                            "tensorboard is installed, pip install 'dgcnet[tensorboard]'; run.tensorboard=false: none)")
     ours.add_argument("--classes", metavar="FILE",
                       help="class file of your own data: names, colours, ignore index, id mapping (data.classes, "
-                           "default: Cityscapes); set --num_classes to match")
+                           "default: the dataset's classes); the number of classes follows from it")
+    add_dataset_arg(ours, "cityscapes; data.dataset; it also sets the defaults of model.num_classes, "
+                          "data.input_size and the random-scale range data.scale_min..data.scale_max")
     ours.add_argument("--prepared", metavar="DIR|auto|none",
                       help="read decoded arrays from this `dgcnet prepare` store (data.prepared; default auto: "
                            "DATA_DIR/dgcnet-prepared when it exists; none: decode the image files)")

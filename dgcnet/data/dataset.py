@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from dgcnet.data.datasets import list_prefixes
 from dgcnet.data.labels import CITYSCAPES, IGNORE_INDEX, ClassInfo
 from dgcnet.data.store import PreparedStore, find_store
 from dgcnet.data.transforms import ImageWindow, TrainAugment, WindowBatch, normalize, read_image, read_label
@@ -54,23 +55,35 @@ def split_columns(line: str) -> list[str]:
     return line.split()
 
 
+def relative_to_data_dir(column: str) -> str:
+    """A list's path with a known dataset's published prefix (CamVid's ``/SegNet/CamVid/``) taken
+    off, so that it reads relative to the data dir like every other list's paths."""
+    for prefix in list_prefixes():
+        if column.startswith(prefix):
+            return column[len(prefix):]
+    return column
+
+
 def parse_list(list_path: str | Path) -> list[tuple[int, list[str]]]:
-    """(line number, columns) of each non-blank line (see :func:`split_columns`); UTF-8, with or
-    without a byte order mark."""
+    """(line number, columns) of each non-blank line (see :func:`split_columns`), a known dataset's
+    published prefix taken off each path (:func:`relative_to_data_dir`); UTF-8, with or without a
+    byte order mark."""
     list_path = Path(list_path)
     try:
         text = list_path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise DgcnetError(f"{list_path}: cannot read data list ({reason})") from None
-    return [(number, split_columns(line)) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    return [(number, [relative_to_data_dir(column) for column in split_columns(line)])
+            for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 def read_list(list_path: str | Path, data_dir: str | Path, require_labels: bool = False) -> list[Sample]:
     """Parse a data list: ``image<TAB>label`` or ``image`` a line, paths relative to data_dir.
 
     Tabs and runs of spaces both separate columns (the authors' train.txt mixes them); on a line
-    with a TAB only TABs do, so paths may hold spaces. Blank lines are skipped. Errors read ``LIST:LINE: PATH: what is wrong``.
+    with a TAB only TABs do, so paths may hold spaces. Blank lines are skipped. The published
+    prefix of a known dataset's lists stands for data_dir. Errors read ``LIST:LINE: PATH: what is wrong``.
     """
     list_path, data_dir = Path(list_path), Path(data_dir)
     samples = []
@@ -142,14 +155,14 @@ class SegmentationDataset(Dataset):
 
     def __init__(self, data_dir: str | Path, list_path: str | Path, *, classes: ClassInfo = CITYSCAPES,
                  train: bool = False, crop_size: tuple[int, int] = (832, 832), scale: bool = True,
-                 mirror: bool = True, rgb: bool = True, seed: int = 0,
+                 scale_range: tuple[float, float] = (0.7, 2.1), mirror: bool = True, rgb: bool = True, seed: int = 0,
                  prepared: str | Path | None = None, resize_on_device: bool = False) -> None:
         self.samples = read_list(list_path, data_dir, require_labels=train)
         check_files_exist(self.samples)
         self.classes = classes
         self.train = train
         self.rgb = rgb
-        self.augment = TrainAugment(crop_size, scale, mirror, rgb)
+        self.augment = TrainAugment(crop_size, scale, mirror, rgb, scale_range)
         self.resize_on_device = resize_on_device
         self.seed = seed
         self.epoch = 0

@@ -39,7 +39,8 @@ class ClassInfo:
 
     ``id_to_train`` maps a stored pixel value (0..255) to a train id (or ``ignore_index``);
     ``None`` means the PNGs already hold train ids. ``valid_ids`` lists the stored values a
-    label may contain; anything else is an error in the data.
+    label may contain; anything else is an error in the data. ``dataset`` names a dataset the
+    package knows (``cityscapes``, ``camvid``, ...); empty for a user's class file.
     """
 
     names: tuple[str, ...]
@@ -47,6 +48,7 @@ class ClassInfo:
     ignore_index: int = IGNORE_INDEX
     id_to_train: np.ndarray | None = field(default=None, compare=False)
     valid_ids: tuple[int, ...] | None = None
+    dataset: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -68,6 +70,11 @@ class ClassInfo:
                 inverse[train] = stored
         return inverse[train_ids]
 
+    def label_mapping(self) -> tuple[tuple[int, int], ...]:
+        """Every stored value a label may hold, with the train id (or ignore) it stands for."""
+        stored = self.valid_ids if self.valid_ids is not None else tuple(range(self.num_classes)) + (self.ignore_index,)
+        return tuple((int(v), int(self.to_train_ids(np.array([v], dtype=np.uint8))[0])) for v in stored)
+
     def colorize(self, train_ids: np.ndarray) -> np.ndarray:
         """HxW train ids -> HxWx3 uint8 RGB; ignored and unknown ids are black."""
         palette = np.zeros((256, 3), dtype=np.uint8)
@@ -84,6 +91,7 @@ def _cityscapes() -> ClassInfo:
         colors=tuple(c[3] for c in _CITYSCAPES),
         id_to_train=lut,
         valid_ids=CITYSCAPES_LABEL_IDS,
+        dataset="cityscapes",
     )
 
 

@@ -1,4 +1,5 @@
-"""Data lists from a Cityscapes tree, in the authors' format and order.
+"""Data lists from a dataset tree: Cityscapes in the authors' format and order, CamVid as SegNet
+laid it out, and users' folder datasets. Other named layouts (datasets.py) build on these.
 
 The authors' lists (train.txt, val.txt, test.txt, trainval.txt) hold one sample a line,
 ``leftImg8bit/<split>/<city>/<name>_leftImg8bit.png<TAB>gtFine/<split>/<city>/<name>_gtFine_labelIds.png``,
@@ -9,6 +10,9 @@ Users' own data in a folder tree ``images/<split>/**/<name>.{png,jpg,jpeg}`` wit
 ``labels/<split>/**/<name>.png`` gets one ``<split>.txt`` per split in the same format (image
 only when the split has no labels folder).
 
+CamVid (``train/``, ``trainannot/``, ``val/``, ...) gets train, val, test and trainval in the same
+format; the lists SegNet published read as they are (see data/dataset.py's ``read_list``).
+
 The authors' own six lists ship with the package (``dgcnet lists --authors``), byte for byte.
 """
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import gzip
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from dgcnet.errors import DgcnetError
 from dgcnet.io import write_bytes
@@ -47,33 +52,12 @@ FOLDER_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 def folder_lines(data_dir: str | Path, split: str) -> list[str]:
     """List lines of ``images/<split>/`` in a folder dataset, sorted by image path."""
-    data_dir = Path(data_dir)
-    images = sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / "images" / split).rglob("*")
-                    if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES and p.is_file())
-    if not (data_dir / "labels" / split).is_dir():
-        return images
-    lines = []
-    for image in images:
-        label = "labels" + image[len("images"):].rsplit(".", 1)[0] + ".png"
-        if not (data_dir / label).is_file():
-            raise DgcnetError(f"{data_dir / image}: its label {data_dir / label} is missing")
-        lines.append(f"{image}\t{label}")
-    return lines
+    return paired_lines(Path(data_dir), f"images/{split}", f"labels/{split}", FOLDER_IMAGE_SUFFIXES)
 
 
-def make_lists(data_dir: str | Path) -> dict[str, list[str]]:
-    """{list file name: lines}: for a Cityscapes tree the splits present (train, val, test,
-    trainval); for a folder dataset (images/, labels/) one list per split folder."""
+def cityscapes_lists(data_dir: str | Path) -> dict[str, list[str]]:
+    """The splits present in a Cityscapes tree (train, val, test, and trainval when both are there)."""
     data_dir = Path(data_dir)
-    if not (data_dir / "leftImg8bit").is_dir():
-        if (data_dir / "images").is_dir():
-            splits = sorted(p.name for p in (data_dir / "images").iterdir() if p.is_dir())
-            lists = {f"{split}.txt": folder_lines(data_dir, split) for split in splits}
-            lists = {name: lines for name, lines in lists.items() if lines}
-            if not lists:
-                raise DgcnetError(f"{data_dir}: no images under images/<split>/")
-            return lists
-        raise DgcnetError(f"{data_dir}: neither a Cityscapes tree (leftImg8bit/) nor a folder dataset (images/)")
     lists: dict[str, list[str]] = {}
     for split in ("train", "val", "test"):
         lines = split_lines(data_dir, split, with_labels=split != "test")
@@ -86,6 +70,65 @@ def make_lists(data_dir: str | Path) -> dict[str, list[str]]:
     return lists
 
 
+def paired_lines(data_dir: Path, image_dir: str, label_dir: str | None, image_suffixes: tuple[str, ...],
+                 label_suffix: str = ".png", label_name: Callable[[str], str] | None = None) -> list[str]:
+    """List lines for the images in ``image_dir`` (recursively, sorted), each paired with the file
+    of the same relative name (``label_name`` of the image's stem, default the stem itself) and
+    ``label_suffix`` in ``label_dir``; images only when ``label_dir`` is None or missing."""
+    images = sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / image_dir).rglob("*")
+                    if p.suffix.lower() in image_suffixes and p.is_file())
+    if label_dir is None or not (data_dir / label_dir).is_dir():
+        return images
+    lines = []
+    for image in images:
+        stem = image[len(image_dir) + 1:].rsplit(".", 1)[0]
+        label = f"{label_dir}/{label_name(stem) if label_name else stem}{label_suffix}"
+        if not (data_dir / label).is_file():
+            raise DgcnetError(f"{data_dir / image}: its label {data_dir / label} is missing")
+        lines.append(f"{image}\t{label}")
+    return lines
+
+
+def camvid_lists(data_dir: str | Path) -> dict[str, list[str]]:
+    """CamVid as SegNet published it: ``<split>/*.png`` with labels in ``<split>annot/`` (test
+    listed with labels only when ``testannot/`` is there); trainval is train then val."""
+    data_dir = Path(data_dir)
+    lists = {f"{split}.txt": paired_lines(data_dir, split, f"{split}annot", (".png",))
+             for split in ("train", "val", "test") if (data_dir / split).is_dir()}
+    lists = {name: lines for name, lines in lists.items() if lines}
+    if "train.txt" in lists and "val.txt" in lists:
+        lists["trainval.txt"] = lists["train.txt"] + lists["val.txt"]
+    if not lists:
+        raise DgcnetError(f"{data_dir}: no CamVid images under train/, val/ or test/")
+    return lists
+
+
+def folder_dataset_lists(data_dir: str | Path) -> dict[str, list[str]]:
+    """One list per split folder of a folder dataset (``images/<split>/``, ``labels/<split>/``)."""
+    data_dir = Path(data_dir)
+    splits = sorted(p.name for p in (data_dir / "images").iterdir() if p.is_dir()) \
+        if (data_dir / "images").is_dir() else []
+    lists = {f"{split}.txt": folder_lines(data_dir, split) for split in splits}
+    lists = {name: lines for name, lines in lists.items() if lines}
+    if not lists:
+        raise DgcnetError(f"{data_dir}: no images under images/<split>/")
+    return lists
+
+
+def make_lists(data_dir: str | Path) -> dict[str, list[str]]:
+    """{list file name: lines} of a tree whose layout is recognised: a Cityscapes tree
+    (leftImg8bit/), CamVid as published (trainannot/), or a folder dataset (images/, labels/)."""
+    data_dir = Path(data_dir)
+    if (data_dir / "leftImg8bit").is_dir():
+        return cityscapes_lists(data_dir)
+    if (data_dir / "trainannot").is_dir() or (data_dir / "valannot").is_dir():
+        return camvid_lists(data_dir)
+    if (data_dir / "images").is_dir():
+        return folder_dataset_lists(data_dir)
+    raise DgcnetError(f"{data_dir}: neither a Cityscapes tree (leftImg8bit/), CamVid (train/, trainannot/) "
+                      f"nor a folder dataset (images/); name the dataset with --dataset")
+
+
 def authors_list(name: str) -> bytes:
     """The bytes of one of the authors' Cityscapes lists, e.g. ``authors_list("val.txt")``."""
     if name not in AUTHORS_LISTS:
@@ -93,9 +136,11 @@ def authors_list(name: str) -> bytes:
     return gzip.decompress((resources.files("dgcnet.data") / "authors_lists" / f"{name}.gz").read_bytes())
 
 
-def write_lists(data_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
-    """Write the lists of a Cityscapes tree into out_dir; returns {file name: number of lines}."""
-    lists = make_lists(data_dir)
+def write_lists(data_dir: str | Path, out_dir: str | Path,
+                make: Callable[[Path], dict[str, list[str]]] | None = None) -> dict[str, int]:
+    """Write the lists of a dataset tree into out_dir (``make``: a dataset's own lister, default
+    :func:`make_lists`); returns {file name: number of lines}."""
+    lists = (make or make_lists)(Path(data_dir))
     write_list_files(out_dir, {name: "".join(line + "\n" for line in lines).encode() for name, lines in lists.items()})
     return {name: len(lines) for name, lines in lists.items()}
 

@@ -171,7 +171,9 @@ class Crop:
 
 @dataclass(frozen=True)
 class TrainAugment:
-    """Random scale 0.7 + k/10 (k in 0..14), pad bottom/right, random crop, horizontal flip.
+    """Random scale, pad bottom/right, random crop, horizontal flip. The scale factor is
+    ``low + k/10`` for k drawn uniformly in 0..round(10 * (high - low)), ``(low, high) =
+    scale_range``: the recipe's 0.7 + k/10, k in 0..14, by default.
 
     Scaling is bilinear for the image (no antialiasing, as cv2's INTER_LINEAR) and nearest for
     the label; padding is 0 for the normalised image and ignore for the label. Only the pixels
@@ -191,10 +193,13 @@ class TrainAugment:
     scale: bool = True
     mirror: bool = True
     rgb: bool = True
+    scale_range: tuple[float, float] = (0.7, 2.1)
 
     def draw(self, height: int, width: int, rng: np.random.Generator) -> Crop:
         """The crop's random draws for an image of height x width, in the recipe's order."""
-        f = 0.7 + int(rng.integers(0, 15)) / 10.0 if self.scale else 1.0
+        low, high = self.scale_range
+        steps = int(round((high - low) * 10)) + 1
+        f = low + int(rng.integers(0, steps)) / 10.0 if self.scale else 1.0
         h, w = (int(height * f + 0.5), int(width * f + 0.5)) if self.scale else (height, width)
         ch, cw = self.crop_size
         top = int(rng.integers(0, max(h, ch) - ch + 1))

@@ -25,11 +25,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from dgcnet.config import LossConfig, TrainConfig, config_to_dict, resize_on_device, save_config
+from dgcnet.config import LossConfig, TrainConfig, apply_dataset_defaults, config_to_dict, resize_on_device, save_config
 from dgcnet.data.dataset import ReportErrors, SegmentationDataset, collate, default_workers
 from dgcnet.data.transforms import TrainAugment, WindowBatch
 from dgcnet.data.classes import load_class_file
-from dgcnet.data.labels import CITYSCAPES, ClassInfo
+from dgcnet.data.datasets import get_dataset
+from dgcnet.data.labels import ClassInfo
 from dgcnet.engine import checkpoint as ckpt
 from dgcnet.engine import distributed, precision
 from dgcnet.engine.distributed import DistEnv
@@ -277,6 +278,7 @@ def train(config: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None =
     ``on_log`` receives every record written to ``metrics.jsonl`` (main process only).
     Returns where the run is and how it ended.
     """
+    apply_dataset_defaults(config)  # a config built in code may leave them to the dataset
     env = distributed.setup(config.run.device, config.run.distributed)
     try:
         # One training per run folder: a second one would overwrite the first one's checkpoints.
@@ -327,13 +329,14 @@ def _datasets(config: TrainConfig, env: DistEnv, say: Callable[[str], None]
     cfg_data, cfg_model, cfg_run, cfg_train = config.data, config.model, config.run, config.train
     if cfg_data.data_list is None:
         raise DgcnetError("no training list: set data.data_list (--data_list)")
-    classes = load_class_file(cfg_data.classes) if cfg_data.classes else CITYSCAPES
+    classes = load_class_file(cfg_data.classes) if cfg_data.classes else get_dataset(cfg_data.dataset).classes
     if classes.num_classes != cfg_model.num_classes:
-        raise DgcnetError(f"{cfg_data.classes or 'Cityscapes'} has {classes.num_classes} classes but "
+        raise DgcnetError(f"{cfg_data.classes or cfg_data.dataset} has {classes.num_classes} classes but "
                           f"model.num_classes is {cfg_model.num_classes}; set model.num_classes={classes.num_classes}")
     dataset = SegmentationDataset(cfg_data.data_dir, cfg_data.data_list, classes=classes, train=True,
                                   crop_size=cfg_data.input_size,
-                                  scale=cfg_data.scale, mirror=cfg_data.mirror, rgb=cfg_data.rgb, seed=cfg_run.seed,
+                                  scale=cfg_data.scale, scale_range=(cfg_data.scale_min, cfg_data.scale_max),
+                                  mirror=cfg_data.mirror, rgb=cfg_data.rgb, seed=cfg_run.seed,
                                   prepared=cfg_data.prepared,
                                   resize_on_device=resize_on_device(cfg_data.resize_on, env.device.type))
     where = "on the training device" if dataset.resize_on_device else "in the loader workers"

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from dgcnet.data.classes import default_colors
+from dgcnet.data.datasets import DATASETS
 from dgcnet.data.labels import CITYSCAPES, IGNORE_INDEX, ClassInfo
 from dgcnet.data.transforms import BGR_MEAN, IMAGENET_MEAN, IMAGENET_STD
 from dgcnet.errors import DgcnetError
@@ -34,7 +35,11 @@ class ModelInfo:
     road); equal to the class index for data labelled by class index. ``rgb``: ImageNet RGB
     normalisation (the recipe); False: Caffe-style BGR mean subtraction. ``crop_size``: the
     training crop (height, width). ``tile``/``stride``: the sliding window evaluation uses,
-    by default the larger crop side and ceil(2/3 of it).
+    by default the larger crop side and ceil(2/3 of it). ``dataset``: the named dataset it was
+    trained on (``cityscapes``, ``camvid``, ...; empty for a user's class file).
+    ``label_mapping``: every value a label PNG of that data may hold, with the class index (or
+    ``ignore_index``) it stands for, e.g. CamVid's void 11 -> 255; empty: ``label_ids`` and
+    ``ignore_index`` alone.
     """
 
     arch: str
@@ -47,6 +52,8 @@ class ModelInfo:
     crop_size: tuple[int, int] = PUBLISHED_CROP
     tile: int = max(PUBLISHED_CROP)
     stride: int = default_stride(max(PUBLISHED_CROP))
+    dataset: str = ""
+    label_mapping: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         n = self.num_classes
@@ -57,6 +64,10 @@ class ModelInfo:
             raise ValueError(f"{', '.join(problems)} must have one entry per class ({n})")
         if n < 1 or min(self.crop_size) < 1 or self.tile < 1 or self.stride < 1:
             raise ValueError("num_classes, crop_size, tile and stride must be positive")
+        for stored, index in self.label_mapping:
+            if not (0 <= stored <= 255 and (0 <= index < n or index == self.ignore_index)):
+                raise ValueError(f"label_mapping: {stored} -> {index} is not a label value (0..255) mapped to "
+                                 f"a class (0..{n - 1}) or the ignore index {self.ignore_index}")
 
     @property
     def channels(self) -> str:
@@ -73,22 +84,21 @@ class ModelInfo:
 
     @property
     def classes(self) -> ClassInfo:
-        """The classes as the data code knows them (Cityscapes: all 34 label ids readable)."""
-        if (self.class_names, self.label_ids) == (CITYSCAPES.names, cityscapes_label_ids()) \
-                and self.ignore_index == IGNORE_INDEX:
-            return ClassInfo(CITYSCAPES.names, self.palette, IGNORE_INDEX, CITYSCAPES.id_to_train,
-                             CITYSCAPES.valid_ids)
-        if self.label_ids == tuple(range(self.num_classes)):
-            return ClassInfo(self.class_names, self.palette, self.ignore_index,
-                             valid_ids=self.label_ids + (self.ignore_index,))
+        """The classes as the data code knows them: every label value the data may hold readable
+        (all 34 Cityscapes label ids; CamVid's void)."""
+        mapping = self.label_mapping or tuple((int(i), c) for c, i in enumerate(self.label_ids)) + \
+            ((self.ignore_index, self.ignore_index),)
+        valid = tuple(sorted({stored for stored, _ in mapping} | {self.ignore_index}))
+        if all(stored == index for stored, index in mapping):
+            return ClassInfo(self.class_names, self.palette, self.ignore_index, valid_ids=valid, dataset=self.dataset)
         lut = np.full(256, self.ignore_index, dtype=np.uint8)
-        lut[list(self.label_ids)] = np.arange(self.num_classes, dtype=np.uint8)
-        return ClassInfo(self.class_names, self.palette, self.ignore_index, lut,
-                         tuple(sorted(set(self.label_ids) | {self.ignore_index})))
+        for stored, index in mapping:
+            lut[stored] = index
+        return ClassInfo(self.class_names, self.palette, self.ignore_index, lut, valid, dataset=self.dataset)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (lists, numbers, strings), as a training checkpoint stores them."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: _plain(v) for k, v in asdict(self).items()}
 
     def to_metadata(self) -> dict[str, str]:
         """String metadata for safetensors and ONNX files: ``arch`` as is, every other value JSON;
@@ -125,21 +135,32 @@ class ModelInfo:
             if "crop_size" in given and "tile" not in given:
                 base = classes_info(base.arch, base.classes, crop_size=tuple(given["crop_size"]))
             fields = {**asdict(base), **given}
+            label_ids = tuple(int(i) for i in fields["label_ids"])
+            if "label_mapping" not in given and (label_ids, int(fields["ignore_index"])) != \
+                    (base.label_ids, base.ignore_index):
+                fields["label_mapping"], fields["dataset"] = (), given.get("dataset", "")  # older files: label_ids alone
             info = cls(arch=str(fields["arch"]), num_classes=int(fields["num_classes"]), class_names=names,
                        palette=tuple(tuple(int(c) for c in color) for color in fields["palette"]),
-                       label_ids=tuple(int(i) for i in fields["label_ids"]),
+                       label_ids=label_ids,
                        ignore_index=int(fields["ignore_index"]), rgb=bool(fields["rgb"]),
                        crop_size=tuple(int(s) for s in fields["crop_size"]),
-                       tile=int(fields["tile"]), stride=int(fields["stride"]))
+                       tile=int(fields["tile"]), stride=int(fields["stride"]), dataset=str(fields["dataset"]),
+                       label_mapping=tuple((int(stored), int(index)) for stored, index in fields["label_mapping"]))
         except (ValueError, TypeError) as error:
             raise DgcnetError(f"{where}: bad model description: {error}") from None
         if len(info.crop_size) != 2:
             raise DgcnetError(f"{where}: bad model description: crop_size must be [height, width]")
-        return info, [k for k in _FIELDS if k not in given]
+        # The dataset and the label mapping follow from the classes in files that predate them.
+        return info, [k for k in _FIELDS if k not in given and k not in ("dataset", "label_mapping")]
 
 
 _FIELDS = ("arch", "num_classes", "class_names", "palette", "label_ids", "ignore_index", "rgb", "crop_size",
-           "tile", "stride")
+           "tile", "stride", "dataset", "label_mapping")
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (nested too) as lists, for JSON and checkpoints."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 def cityscapes_label_ids() -> tuple[int, ...]:
@@ -148,9 +169,11 @@ def cityscapes_label_ids() -> tuple[int, ...]:
 
 
 def _classes_for(names: tuple[str, ...]) -> ClassInfo:
-    """Cityscapes for its class names; otherwise the names labelled by class index, distinct colours."""
-    if names == CITYSCAPES.names:
-        return CITYSCAPES
+    """A known dataset's classes for its class names (Cityscapes, CamVid, ...); otherwise the names
+    labelled by class index, distinct colours."""
+    for spec in DATASETS.values():
+        if names == spec.classes.names:
+            return spec.classes
     return ClassInfo(names=names, colors=default_colors(len(names)))
 
 
@@ -163,7 +186,8 @@ def classes_info(arch: str, classes: ClassInfo, *, rgb: bool = True,
     tile = max(crop_size)
     return ModelInfo(arch=arch, num_classes=n, class_names=tuple(classes.names), palette=tuple(classes.colors),
                      label_ids=label_ids, ignore_index=classes.ignore_index, rgb=rgb,
-                     crop_size=(int(crop_size[0]), int(crop_size[1])), tile=tile, stride=default_stride(tile))
+                     crop_size=(int(crop_size[0]), int(crop_size[1])), tile=tile, stride=default_stride(tile),
+                     dataset=classes.dataset, label_mapping=classes.label_mapping())
 
 
 def default_info(arch: str, num_classes: int = 19) -> ModelInfo:

@@ -12,6 +12,9 @@ from dgcnet.data.check import check_list
 from dgcnet.errors import DgcnetError
 from tests.data.conftest import save_png
 
+CITYSCAPES_TEXT = ("cityscapes's 19 classes (road, sidewalk, building, wall, fence, pole, traffic light, traffic sign, "
+                   "vegetation, terrain, sky, person, rider, car, truck, bus, train, motorcycle, bicycle)")
+
 
 @pytest.fixture
 def broken(tmp_path: Path) -> tuple[Path, Path, dict[str, int]]:
@@ -74,13 +77,13 @@ def test_every_problem_reported_with_list_line_and_path(broken, capsys) -> None:
     for kind, (name, message) in EXPECTED.items():
         prefix = f"{list_path}:{line_of[kind]}: {data_dir / name}: "
         assert any(p.startswith(prefix) and message in p for p in problems), (kind, problems)
-    assert summary == f"{list_path}: 12 samples, 11 problem(s) on 11 line(s)"
+    assert summary == f"{list_path}: 12 samples, 11 problem(s) on 11 line(s); labels read as {CITYSCAPES_TEXT}"
 
 
 def test_clean_list_passes(synth_dir: Path, capsys) -> None:
     status = main(["check-data", "--data-dir", str(synth_dir), "--data-list", str(synth_dir / "trainval.txt")])
     assert status == 0
-    assert capsys.readouterr().out == f"{synth_dir / 'trainval.txt'}: 9 samples, no problems\n"
+    assert capsys.readouterr().out == f"{synth_dir / 'trainval.txt'}: 9 samples, no problems; labels read as {CITYSCAPES_TEXT}\n"
     assert check_list(synth_dir, synth_dir / "test.txt", workers=1).ok
 
 
