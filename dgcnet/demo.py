@@ -1,16 +1,18 @@
-"""The demo: DGCNet trains, evaluates and predicts for real on a synthetic Cityscapes, on any machine.
+"""The demo: DGCNet trains, evaluates and predicts for real on a synthetic Cityscapes, on any machine,
+or on a real dataset the package knows by name (CamVid) within a time budget.
 
 ``run_demo`` writes a synthetic Cityscapes (the ``synth`` command's library), trains a small
 DGCNet on it with the training engine, scores it with the evaluator, segments a few validation
 images with the prediction code, then draws the training curve and writes a one-page summary.
 Nothing is downloaded. The default settings reach mIoU >= 0.80 on the synthetic validation set
-in a few minutes on a 2-core CPU.
+in a few minutes on a 2-core CPU. With ``dataset`` and ``data_dir`` set, the same flow runs on
+that dataset's published train and val lists, the number of iterations fitted to ``minutes``.
 """
 from __future__ import annotations
 
 import shlex
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,10 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dgcnet.benchmark import time_steps, train_step
 from dgcnet.config import load_config
 from dgcnet.engine.distributed import resolve_device
 from dgcnet.data.dataset import SegmentationDataset, read_list
-from dgcnet.data.labels import CITYSCAPES
+from dgcnet.data.datasets import get_dataset
+from dgcnet.data.labels import CITYSCAPES, ClassInfo
 from dgcnet.data.synth import write_synth
 from dgcnet.data.transforms import read_image, read_label
 from dgcnet.engine.evaluate import EvalResult, evaluate, write_results
@@ -33,6 +37,7 @@ from dgcnet.engine.train import train
 from dgcnet.errors import DgcnetError
 from dgcnet.formats.load import load_model
 from dgcnet.metrics import class_table, format_table
+from dgcnet.models import build_model
 from dgcnet.plots import training_curve
 
 PREDICTION_FORMATS = ("color", "overlay")
@@ -43,7 +48,7 @@ class DemoSettings:
     """What the demo makes and how it trains; the defaults are the tuned demo."""
 
     arch: str = "dgcnet_r18"
-    steps: int = 150
+    steps: int | None = 150  # None (real data only): as many as fit ``minutes``
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
     image_size: tuple[int, int] = (128, 256)  # synthetic images, height x width
@@ -59,6 +64,23 @@ class DemoSettings:
     workers: int = 1  # data loading processes
     # Let the fast path on the CPU keep large freed blocks (a process-wide malloc setting).
     keep_freed_memory: bool = False
+    # A real dataset by name (its published train.txt and val.txt in data_dir) instead of the
+    # synthetic one; ``minutes`` then bounds the whole demo, the iterations fitted to it.
+    dataset: str | None = None
+    data_dir: Path | None = None
+    minutes: float = 10.0
+    amp: str = "off"
+    channels_last: bool = False
+
+
+def real_data_settings(dataset: str, data_dir: str | Path, minutes: float = 10.0, **changes) -> DemoSettings:
+    """The demo on a real dataset: configs/camvid_r18_cpu.yaml's recipe (the dataset's crop and
+    random scale, batch 8, the recipe's lr 0.01, bf16 on the CPU), two validations, the
+    iterations fitted to ``minutes``."""
+    spec = get_dataset(dataset)
+    base = DemoSettings(dataset=dataset, data_dir=Path(data_dir), minutes=minutes, crop_size=spec.crop_size,
+                        lr=0.01, scale=True, validations=2, amp="bf16", channels_last=True)
+    return replace(base, **changes)
 
 
 @dataclass
@@ -76,6 +98,7 @@ class DemoResult:
     iou: np.ndarray
     table: str            # the per-class table as text
     seconds: dict[str, float]
+    val_images: int
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -91,7 +114,8 @@ def crop_size(settings: DemoSettings) -> tuple[int, int]:
 
 def train_overrides(settings: DemoSettings, data_dir: Path, run_dir: Path, device: torch.device) -> list[tuple]:
     """The training config of the demo, as (key, value) pairs over the recipe's defaults."""
-    pairs: list[tuple] = [
+    pairs: list[tuple] = [("data.dataset", settings.dataset)] if settings.dataset else []
+    pairs += [
         ("model.arch", settings.arch),
         ("data.data_dir", str(data_dir)),
         ("data.data_list", str(data_dir / "train.txt")),
@@ -101,6 +125,8 @@ def train_overrides(settings: DemoSettings, data_dir: Path, run_dir: Path, devic
         ("train.batch_size", settings.batch_size),
         ("train.lr", settings.lr),
         ("train.num_steps", settings.steps),
+        ("train.amp", settings.amp),
+        ("train.channels_last", settings.channels_last),
         ("run.save_dir", str(run_dir)),
         ("run.save_every", settings.steps),
         ("run.keep", 1),
@@ -114,14 +140,14 @@ def train_overrides(settings: DemoSettings, data_dir: Path, run_dir: Path, devic
     return pairs
 
 
-def comparison_image(items: list[tuple[Path, Path | None, Path]]) -> Image.Image:
+def comparison_image(items: list[tuple[Path, Path | None, Path]], classes: ClassInfo = CITYSCAPES) -> Image.Image:
     """One row per image: input, ground truth in class colours (void black), prediction."""
     rows = []
     for image_path, label_path, color_path in items:
         image = read_image(image_path)
         truth = np.zeros_like(image)
         if label_path is not None:
-            truth = CITYSCAPES.colorize(CITYSCAPES.to_train_ids(read_label(label_path)))
+            truth = classes.colorize(classes.to_train_ids(read_label(label_path)))
         prediction = read_image(color_path)
         gap = np.full((image.shape[0], 4, 3), 255, dtype=np.uint8)
         rows.append(np.concatenate([image, gap, truth, gap, prediction], axis=1))
@@ -142,14 +168,25 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
     seconds: dict[str, float] = {}
     start = time.perf_counter()
 
-    # The training config is checked before anything is written.
-    config = load_config(None, train_overrides(settings, data_dir, run_dir, device))
-
-    h, w = settings.image_size
-    say(f"[1/5] synthetic Cityscapes: {settings.train_images} train + {settings.val_images} val images "
-        f"of {h}x{w} -> {data_dir}")
-    write_synth(data_dir, train=settings.train_images, val=settings.val_images, size=settings.image_size,
-                seed=settings.seed, progress=progress)
+    if settings.dataset:
+        data_dir = _real_data_dir(settings)
+        spec = get_dataset(settings.dataset)
+        say(f"[1/5] {spec.title}: {len(read_list(data_dir / 'train.txt', data_dir))} train + "
+            f"{len(read_list(data_dir / 'val.txt', data_dir))} val images in {data_dir}")
+        if settings.steps is None:
+            steps, per_step = fit_steps(settings, device, settings.minutes * 60 * TRAIN_SHARE
+                                        - (time.perf_counter() - start))
+            say(f"      {per_step:.2f} s per iteration measured: {steps} iterations fit {settings.minutes:g} minutes")
+            settings = replace(settings, steps=steps)
+        config = load_config(None, train_overrides(settings, data_dir, run_dir, device))
+    else:
+        # The training config is checked before anything is written.
+        config = load_config(None, train_overrides(settings, data_dir, run_dir, device))
+        h, w = settings.image_size
+        say(f"[1/5] synthetic Cityscapes: {settings.train_images} train + {settings.val_images} val images "
+            f"of {h}x{w} -> {data_dir}")
+        write_synth(data_dir, train=settings.train_images, val=settings.val_images, size=settings.image_size,
+                    seed=settings.seed, progress=progress)
     seconds["data"] = time.perf_counter() - start
 
     say(f"[2/5] training {settings.arch} from scratch for {settings.steps} iterations "
@@ -165,9 +202,9 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
     heap = use_fast_heap(device.type) if settings.keep_freed_memory else "default"
     model = optimize_for_inference(load_model(trained.checkpoint, device=device))
     info = model.info
-    say(f"[3/5] evaluating on {settings.val_images} validation images (sliding window: tile {info.tile}, "
-        f"stride {info.stride}, the training crop)")
     dataset = SegmentationDataset(data_dir, data_dir / "val.txt", classes=info.classes, rgb=info.rgb)
+    say(f"[3/5] evaluating on {len(dataset)} validation images (sliding window: tile {info.tile}, "
+        f"stride {info.stride}, the training crop)")
     result = evaluate(model, dataset, workers=settings.workers, progress=progress)
     if result.miou is None:
         raise DgcnetError(f"{data_dir / 'val.txt'}: no labelled validation image")
@@ -186,13 +223,13 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
         raise DgcnetError("; ".join(failures))
     colors = [predictions_dir / FORMAT_DIRS["color"] / i.relative for i in inputs]
     comparison = predictions_dir / "comparison.png"
-    comparison_image([(s.image, s.label, c) for s, c in zip(samples, colors)]).save(comparison)
+    comparison_image([(s.image, s.label, c) for s, c in zip(samples, colors)], info.classes).save(comparison)
     seconds["predict"] = time.perf_counter() - t
 
     say(f"[5/5] training curve and summary -> {out_dir}")
     curve = out_dir / "training_curve.png"
     records = read_metrics(trained.metrics_path)
-    training_curve(records, title=f"{settings.arch} on synthetic Cityscapes").save(curve)
+    training_curve(records, title=f"{settings.arch} on {data_title(settings)}").save(curve)
     seconds["total"] = time.perf_counter() - start
     table = format_table(class_table(result.class_names, result.iou, result.confusion), result.miou)
     summary = out_dir / "summary.md"
@@ -200,7 +237,44 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
                                         result_dir, [predictions_dir / FORMAT_DIRS["overlay"] / i.relative
                                                      for i in inputs], comparison, curve))
     return DemoResult(out_dir, data_dir, run_dir, trained.checkpoint, result_dir, predictions_dir, comparison,
-                      curve, summary, result.miou, result.iou, table, seconds)
+                      curve, summary, result.miou, result.iou, table, seconds, result.num_labelled)
+
+
+# The share of the time budget that training gets; validations, evaluation and predictions take the rest.
+TRAIN_SHARE = 0.75
+
+
+def _real_data_dir(settings: DemoSettings) -> Path:
+    """The data folder of a real dataset, with its published train and val lists."""
+    spec = get_dataset(settings.dataset)
+    data_dir = settings.data_dir
+    if data_dir is None:
+        raise DgcnetError(f"the demo on {settings.dataset} needs --data-dir")
+    if not data_dir.is_dir() or not any(data_dir.iterdir()):
+        raise DgcnetError(f"{data_dir}: no {spec.title} here; {spec.where_to_get.replace('DIR', str(data_dir))}")
+    for name in ("train.txt", "val.txt"):
+        if not (data_dir / name).is_file():
+            raise DgcnetError(f"{data_dir / name}: missing; `dgcnet lists --dataset {settings.dataset} --data-dir "
+                              f"{data_dir} --output-dir {data_dir}` writes the lists")
+    return data_dir
+
+
+def fit_steps(settings: DemoSettings, device: torch.device, seconds: float) -> tuple[int, float]:
+    """How many training iterations of ``settings`` fit ``seconds`` on ``device`` (at least 10),
+    and the seconds one takes: two steps timed on random data after one warm-up step."""
+    spec = get_dataset(settings.dataset)
+    model = build_model(settings.arch, spec.classes.num_classes).to(device)
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    step = train_step(model, spec.classes.num_classes, settings.batch_size, crop_size(settings), device,
+                      settings.amp, settings.channels_last, False)
+    _, times = time_steps(step, device, warmup=1, iters=2)
+    per_step = sorted(times)[0] / 1000 * 1.1  # data loading and logging add a little
+    return max(10, int(seconds / per_step)), per_step
+
+
+def data_title(settings: DemoSettings) -> str:
+    return get_dataset(settings.dataset).title if settings.dataset else "synthetic Cityscapes"
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -212,7 +286,9 @@ def summary_markdown(settings: DemoSettings, device: torch.device, result: EvalR
                      curve: Path) -> str:
     """The one-page summary: settings, times, mIoU, per-class table, pictures, commands to go on."""
     rel = lambda p: _relative(p, out_dir)  # noqa: E731 - links are relative, so the folder can move
-    data_dir = out_dir / "data"
+    data_dir = settings.data_dir if settings.dataset else out_dir / "data"
+    title = data_title(settings)
+    real = settings.dataset is not None
     resolved = {**asdict(settings), "crop_size": crop_size(settings), "device": device.type}
     settings_rows = "\n".join(f"| {k} | {'x'.join(map(str, v)) if isinstance(v, tuple) else v} |"
                               for k, v in resolved.items())
@@ -221,10 +297,15 @@ def summary_markdown(settings: DemoSettings, device: torch.device, result: EvalR
                          markdown=True)
     q = lambda p: shlex.quote(str(p))  # noqa: E731
     overlay_lines = "\n".join(f"- [{rel(p)}]({rel(p)})" for p in overlays)
-    return f"""# DGCNet demo: {settings.arch} on a synthetic Cityscapes
+    first_step = (f"dgcnet download {settings.dataset} --output-dir {q(data_dir)}  # once" if real else
+                  f"dgcnet synth --output-dir {q(data_dir)} --train {settings.train_images} --val {settings.val_images} "
+                  f"--size {settings.image_size[0]}x{settings.image_size[1]} --seed {settings.seed}")
+    data_line = (f"- `{data_dir}`: {title}, read in place" if real else
+                 "- `data/`: the synthetic Cityscapes (Cityscapes layout, label ids) and its lists")
+    return f"""# DGCNet demo: {settings.arch} on {title}
 
-**mIoU {100 * result.miou:.2f}** on {result.num_labelled} synthetic validation images (mean over all
-19 Cityscapes classes), after training from scratch for {settings.steps} iterations on {device.type}.
+**mIoU {100 * result.miou:.2f}** on {result.num_labelled} {"" if real else "synthetic "}validation images (mean over all
+{len(result.class_names)} classes), after training from scratch for {settings.steps} iterations on {device.type}.
 Total time {seconds['total']:.0f} s ({times}).
 
 ## Pictures
@@ -258,7 +339,7 @@ The full training configuration is [train/config.yaml](train/config.yaml); the t
 
 ## Where everything is
 
-- `data/`: the synthetic Cityscapes (Cityscapes layout, label ids) and its lists
+{data_line}
 - `train/`: the run folder; final checkpoint `{rel(checkpoint)}`
 - `eval/result/`: evaluation results
 - `predictions/`: colour and overlay predictions, `comparison.png`
@@ -267,9 +348,9 @@ The full training configuration is [train/config.yaml](train/config.yaml); the t
 ## The same steps by hand
 
 ```
-dgcnet synth --output-dir {q(data_dir)} --train {settings.train_images} --val {settings.val_images} --size {settings.image_size[0]}x{settings.image_size[1]} --seed {settings.seed}
+{first_step}
 dgcnet train --config {q(out_dir / 'train' / 'config.yaml')} run.save_dir=NEW_RUN_FOLDER
 dgcnet eval --restore-from {q(checkpoint)} --data-dir {q(data_dir)} --data-list {q(data_dir / 'val.txt')} --output-dir NEW_EVAL_FOLDER
-dgcnet predict YOUR_IMAGES --restore-from {q(checkpoint)} --format color,overlay --output-dir OUTPUT
+dgcnet predict YOUR_IMAGES --restore-from {q(checkpoint)} --save-pred color,overlay --output-dir OUTPUT
 ```
 """

@@ -20,6 +20,7 @@ COMMANDS = {
     "info": ("info", "parameters and FLOPs of an architecture"),
     "synth": ("data", "write a synthetic Cityscapes dataset"),
     "lists": ("data", "write data lists: the authors' Cityscapes lists, or lists of a dataset folder"),
+    "download": ("download", "download a dataset (CamVid), every file checked against its SHA-256; resumable"),
     "check-data": ("data", "check every file of a data list (and its prepared store)"),
     "prepare": ("prepare", "decode a data list's files once into a prepared store for fast training loads"),
     "train": ("train", "train DGCNet (one process, or one per GPU under torchrun)"),

@@ -42,8 +42,8 @@ def add_parser(subparsers: CommandAdder) -> None:
                     "tree and write train.txt, val.txt, test.txt and trainval.txt in the authors' format and "
                     "order: 'image<TAB>label' per line (test.txt: image only), sorted by image path; for a "
                     "folder dataset (images/<split>/..., labels/<split>/... with the same names, labels as "
-                    ".png) write <split>.txt for each split folder; for a dataset named with --dataset, "
-                    "its own layout (CamVid: <split>/ with <split>annot/). A list file already there with "
+                    ".png) write <split>.txt for each split folder; for the other datasets known by name, "
+                    "train.txt, val.txt, test.txt and trainval.txt from their own layouts (docs/data.md). A list file already there with "
                     "other content is never replaced.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--authors", action="store_true", help="write the authors' Cityscapes lists")
@@ -51,7 +51,7 @@ def add_parser(subparsers: CommandAdder) -> None:
                                                       "dataset, or the layout --dataset names)")
     p.add_argument("--output-dir", "--out", dest="out", type=Path, required=True, metavar="DIR",
                    help="folder to write the lists into")
-    add_dataset_arg(p, "recognised from the folder layout: Cityscapes, CamVid or a folder dataset")
+    add_dataset_arg(p, "recognised from the folder layout: any of these, or a folder dataset")
     p.set_defaults(run=run_lists)
 
     p = subparsers.add_parser(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from dgcnet.cli.common import CommandAdder, image_size
+from dgcnet.data.datasets import describe_classes
 from dgcnet.errors import DgcnetError
 from dgcnet.io import check_output_file
 from dgcnet.formats.load import load_model
@@ -54,17 +55,18 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.pt2, "--pt2", args.overwrite, inputs=[args.restore_from])
     model = load_model(args.restore_from)
     info = model.info
+    facts = f"{info.arch}, {describe_classes(info.classes)}"
     size = args.size or info.crop_size
     shape = f"{size[0]}x{size[1]}"
     if args.onnx and args.end_to_end:
         export_onnx_end_to_end(model, args.onnx, size)
-        print(f"wrote {args.onnx} ({info.arch}, {info.num_classes} classes, end to end: uint8 images of any "
+        print(f"wrote {args.onnx} ({facts}, end to end: uint8 images of any "
               f"batch and size -> labels, opset {OPSET})")
         if args.check:
             _check_labels(model, args.onnx, onnx_runner(args.onnx), size, "onnxruntime")
     elif args.onnx:
         export_onnx(model, args.onnx, size, dynamic=args.dynamic)
-        print(f"wrote {args.onnx} ({info.arch}, {info.num_classes} classes, "
+        print(f"wrote {args.onnx} ({facts}, "
               f"{'dynamic' if args.dynamic else 'static'} input {shape}, opset {OPSET})")
         if args.check:
             error = check_onnx(model, args.onnx, size)
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"onnxruntime check passed: max relative logit difference {error:.2e}")
     if args.pt2:
         export_pt2(model, args.pt2, size)
-        print(f"wrote {args.pt2} ({info.arch}, {info.num_classes} classes, torch.export, end to end)")
+        print(f"wrote {args.pt2} ({facts}, torch.export, end to end)")
         if args.check:
             _check_labels(model, args.pt2, pt2_runner(args.pt2), size, "torch.export.load")
     return 0

@@ -1,5 +1,5 @@
-"""Data lists from a dataset tree: Cityscapes in the authors' format and order, CamVid as SegNet
-laid it out, and users' folder datasets. Other named layouts (datasets.py) build on these.
+"""Data lists from a dataset tree: Cityscapes in the authors' format and order, the other datasets
+known by name (datasets.py) in their own layouts, and users' folder datasets.
 
 The authors' lists (train.txt, val.txt, test.txt, trainval.txt) hold one sample a line,
 ``leftImg8bit/<split>/<city>/<name>_leftImg8bit.png<TAB>gtFine/<split>/<city>/<name>_gtFine_labelIds.png``,
@@ -12,6 +12,11 @@ only when the split has no labels folder).
 
 CamVid (``train/``, ``trainannot/``, ``val/``, ...) gets train, val, test and trainval in the same
 format; the lists SegNet published read as they are (see data/dataset.py's ``read_list``).
+
+ADE20K (``images/training/``, ``annotations/training/``, ...), Pascal Context (VOC2010 with
+``SegmentationClassContext/`` labels and ``ImageSets/SegmentationContext/`` splits) and Mapillary
+Vistas (``training/images/``, ``training/labels/``, ...) get the same list names too: train, val,
+test where the dataset has it, and trainval.
 
 The authors' own six lists ship with the package (``dgcnet lists --authors``), byte for byte.
 """
@@ -63,10 +68,15 @@ def cityscapes_lists(data_dir: str | Path) -> dict[str, list[str]]:
         lines = split_lines(data_dir, split, with_labels=split != "test")
         if lines:
             lists[f"{split}.txt"] = lines
-    if "train.txt" in lists and "val.txt" in lists:
-        lists["trainval.txt"] = lists["train.txt"] + lists["val.txt"]
     if not lists:
         raise DgcnetError(f"{data_dir}: no images under leftImg8bit/{{train,val,test}}/<city>/")
+    return with_trainval(lists)
+
+
+def with_trainval(lists: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``lists`` plus trainval.txt (train then val) when both are there."""
+    if "train.txt" in lists and "val.txt" in lists:
+        lists["trainval.txt"] = lists["train.txt"] + lists["val.txt"]
     return lists
 
 
@@ -96,11 +106,100 @@ def camvid_lists(data_dir: str | Path) -> dict[str, list[str]]:
     lists = {f"{split}.txt": paired_lines(data_dir, split, f"{split}annot", (".png",))
              for split in ("train", "val", "test") if (data_dir / split).is_dir()}
     lists = {name: lines for name, lines in lists.items() if lines}
-    if "train.txt" in lists and "val.txt" in lists:
-        lists["trainval.txt"] = lists["train.txt"] + lists["val.txt"]
     if not lists:
         raise DgcnetError(f"{data_dir}: no CamVid images under train/, val/ or test/")
-    return lists
+    return with_trainval(lists)
+
+
+def split_folder_lists(data_dir: Path, splits: tuple[tuple[str, str, str | None], ...], what: str
+                       ) -> dict[str, list[str]]:
+    """{<split>.txt: lines} for each (split, image folder, label folder or None for an unlabelled
+    split) whose image folder is there, plus trainval; ``what`` names the layout in the error
+    when there is none. A labelled split without its label folder is an error, never an image-only list."""
+    lists = {}
+    for split, image_dir, label_dir in splits:
+        if not (data_dir / image_dir).is_dir():
+            continue
+        if label_dir is not None and not (data_dir / label_dir).is_dir():
+            raise DgcnetError(f"{data_dir / image_dir}: its labels folder {data_dir / label_dir} is missing")
+        lines = paired_lines(data_dir, image_dir, label_dir, (".jpg",))
+        if lines:
+            lists[f"{split}.txt"] = lines
+    if not lists:
+        raise DgcnetError(f"{data_dir}: no {what}")
+    return with_trainval(lists)
+
+
+def ade20k_lists(data_dir: str | Path) -> dict[str, list[str]]:
+    """ADE20K as the SceneParsing benchmark's ADEChallengeData2016.zip unpacks: ``images/training/``
+    and ``images/validation/`` (.jpg) with same-named .png labels in ``annotations/``; the test
+    images of release_test.zip, unpacked into the same folder (``release_test/testing/``), without labels."""
+    return split_folder_lists(Path(data_dir), (
+        ("train", "images/training", "annotations/training"),
+        ("val", "images/validation", "annotations/validation"),
+        ("test", "release_test/testing", None),
+    ), "ADE20K images under images/training/, images/validation/ or release_test/testing/")
+
+
+def mapillary_label_dir(data_dir: Path, split: str) -> str:
+    """The folder of a Mapillary Vistas split's v1.2 labels: ``<split>/labels`` as the v1.2 download
+    unpacks, ``<split>/v1.2/labels`` in the v2.0 download (which holds both versions' labels)."""
+    return next((d for d in (f"{split}/labels", f"{split}/v1.2/labels") if (data_dir / d).is_dir()),
+                f"{split}/labels")
+
+
+def mapillary_lists(data_dir: str | Path) -> dict[str, list[str]]:
+    """Mapillary Vistas: ``training/images/`` and ``validation/images/`` (.jpg) with same-named .png
+    v1.2 labels (see :func:`mapillary_label_dir`); ``testing/images/`` without labels."""
+    data_dir = Path(data_dir)
+    return split_folder_lists(data_dir, (
+        ("train", "training/images", mapillary_label_dir(data_dir, "training")),
+        ("val", "validation/images", mapillary_label_dir(data_dir, "validation")),
+        ("test", "testing/images", None),
+    ), "Mapillary Vistas images under training/images/, validation/images/ or testing/images/")
+
+
+PASCAL_CONTEXT_LABELS = "SegmentationClassContext"
+PASCAL_CONTEXT_SPLITS = "ImageSets/SegmentationContext"
+
+
+def pascal_context_root(data_dir: Path) -> str | None:
+    """Where the VOC2010 folder is, relative to ``data_dir`` ("VOCdevkit/VOC2010", or "" when
+    ``data_dir`` is that folder); None when neither holds the converted labels."""
+    return next((root for root in ("VOCdevkit/VOC2010", "") if (data_dir / root / PASCAL_CONTEXT_LABELS).is_dir()),
+                None)
+
+
+def pascal_context_lists(data_dir: str | Path) -> dict[str, list[str]]:
+    """Pascal Context as its PNG conversion lays it out in VOC2010: ``JPEGImages/<id>.jpg``, labels
+    ``SegmentationClassContext/<id>.png``, the ids of each split in
+    ``ImageSets/SegmentationContext/{train,val}.txt``. ``data_dir`` is the folder holding
+    ``VOCdevkit`` or the VOC2010 folder itself; paths in the lists are relative to it."""
+    data_dir = Path(data_dir)
+    root = pascal_context_root(data_dir)
+    if root is None:
+        raise DgcnetError(f"{data_dir}: no {PASCAL_CONTEXT_LABELS}/ in VOCdevkit/VOC2010/ or here; convert the "
+                          f"Pascal Context annotations to PNG labels first (docs/data.md)")
+    prefix = f"{root}/" if root else ""
+    lists = {}
+    for split in ("train", "val"):
+        split_file = data_dir / prefix / PASCAL_CONTEXT_SPLITS / f"{split}.txt"
+        if not split_file.is_file():
+            continue
+        ids = sorted({line.strip() for line in split_file.read_text().splitlines() if line.strip()})
+        lines = []
+        for image_id in ids:
+            image = f"{prefix}JPEGImages/{image_id}.jpg"
+            label = f"{prefix}{PASCAL_CONTEXT_LABELS}/{image_id}.png"
+            for path in (image, label):
+                if not (data_dir / path).is_file():
+                    raise DgcnetError(f"{split_file}: {image_id}: {data_dir / path} is missing")
+            lines.append(f"{image}\t{label}")
+        if lines:
+            lists[f"{split}.txt"] = lines
+    if not lists:
+        raise DgcnetError(f"{data_dir}: no image ids in {prefix}{PASCAL_CONTEXT_SPLITS}/train.txt or val.txt")
+    return with_trainval(lists)
 
 
 def folder_dataset_lists(data_dir: str | Path) -> dict[str, list[str]]:
@@ -117,16 +216,27 @@ def folder_dataset_lists(data_dir: str | Path) -> dict[str, list[str]]:
 
 def make_lists(data_dir: str | Path) -> dict[str, list[str]]:
     """{list file name: lines} of a tree whose layout is recognised: a Cityscapes tree
-    (leftImg8bit/), CamVid as published (trainannot/), or a folder dataset (images/, labels/)."""
+    (leftImg8bit/), CamVid as published (trainannot/), Pascal Context (SegmentationClassContext/),
+    ADE20K (annotations/training/), Mapillary Vistas (training/labels/), or a folder dataset
+    (images/, labels/)."""
     data_dir = Path(data_dir)
     if (data_dir / "leftImg8bit").is_dir():
         return cityscapes_lists(data_dir)
     if (data_dir / "trainannot").is_dir() or (data_dir / "valannot").is_dir():
         return camvid_lists(data_dir)
+    if pascal_context_root(data_dir) is not None:
+        return pascal_context_lists(data_dir)
+    # Before the folder dataset: ADE20K also has images/<split>/, but its labels are in annotations/.
+    if any((data_dir / "annotations" / split).is_dir() for split in ("training", "validation")):
+        return ade20k_lists(data_dir)
+    if any((data_dir / mapillary_label_dir(data_dir, split)).is_dir() for split in ("training", "validation")):
+        return mapillary_lists(data_dir)
     if (data_dir / "images").is_dir():
         return folder_dataset_lists(data_dir)
-    raise DgcnetError(f"{data_dir}: neither a Cityscapes tree (leftImg8bit/), CamVid (train/, trainannot/) "
-                      f"nor a folder dataset (images/); name the dataset with --dataset")
+    raise DgcnetError(f"{data_dir}: neither a Cityscapes tree (leftImg8bit/), CamVid (train/, trainannot/), "
+                      f"Pascal Context (VOCdevkit/VOC2010/SegmentationClassContext/), ADE20K (annotations/), "
+                      f"Mapillary Vistas (training/labels/) nor a folder dataset (images/); name the dataset "
+                      f"with --dataset")
 
 
 def authors_list(name: str) -> bytes:

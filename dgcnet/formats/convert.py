@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
+from dgcnet.data.datasets import describe_classes
 from dgcnet.errors import DgcnetError
 from dgcnet.io import atomic_write
 from dgcnet.formats import mindspore
@@ -69,11 +70,14 @@ class Report:
     missing: list[str]
     unexpected: list[str]
     added: Counter
+    classes: str = ""  # the classes the file records, when it records them
 
     def lines(self) -> list[str]:
         out = [f"source format  {self.source_format}",
-               f"arch           {self.arch} ({self.num_classes} classes)",
-               f"converted      {self.converted} tensors"]
+               f"arch           {self.arch} ({self.num_classes} classes)"]
+        if self.classes:
+            out.append(f"classes        {self.classes}")
+        out.append(f"converted      {self.converted} tensors")
         out.append("skipped        " + (", ".join(f"{n} {kind}" for kind, n in sorted(self.skipped.items()))
                                         or "nothing"))
         if self.added:
@@ -339,7 +343,8 @@ def fit_to_model(weights: Weights, path: str | Path, arch: str | None = None,
     if strict and (missing or unexpected):
         raise DgcnetError(f"{path}: --strict: missing {summarize_names(missing)}; unexpected {summarize_names(unexpected)}")
     report = Report(weights.source_format, arch, num_classes, converted=len(fitted) - sum(added.values()),
-                    skipped=weights.skipped, missing=missing, unexpected=unexpected, added=added)
+                    skipped=weights.skipped, missing=missing, unexpected=unexpected, added=added,
+                    classes=describe_classes(weights.info.classes) if weights.info is not None else "")
     weights.arch, weights.num_classes = arch, num_classes
     return fitted, report
 

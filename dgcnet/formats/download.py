@@ -12,26 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from tqdm import tqdm
-
+from dgcnet.data.fetch import fetch_rest, is_url, sha256_of
 from dgcnet.errors import DgcnetError
-
-URL_SCHEMES = ("http://", "https://")
-_CHUNK = 1 << 20
-
-
-def is_url(text: str | os.PathLike) -> bool:
-    return isinstance(text, str) and text.lower().startswith(URL_SCHEMES)
-
 
 def split_url(url: str) -> tuple[str, str | None]:
     """(the URL to fetch, the pinned SHA-256 in lower case or None) of ``URL[#sha256=HEX]``."""
@@ -55,14 +43,6 @@ def cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / f"{tag}-{name}"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def _exclusive(path: Path) -> Iterator[None]:
     """One process at a time downloads a file (several training processes may ask at once)."""
@@ -77,44 +57,6 @@ def _exclusive(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _fetch(address: str, partial: Path, timeout: float, progress: bool) -> None:
-    """Append the rest of ``address`` to ``partial`` (from its current size)."""
-    have = partial.stat().st_size if partial.exists() else 0
-    request = urllib.request.Request(address, headers={"User-Agent": "dgcnet"})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and have:  # nothing after what we have: start again from scratch
-            partial.unlink()
-            return _fetch(address, partial, timeout, progress)
-        raise DgcnetError(f"{address}: download failed: HTTP {error.code} {error.reason}") from None
-    except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
-        reason = getattr(error, "reason", error)
-        raise DgcnetError(f"{address}: download failed: {reason}") from None
-    with response:
-        if have and response.status != 206:  # the server ignored the Range: take the whole file
-            have = 0
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
-        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                   desc=f"downloading {Path(partial.name).stem}", disable=not progress, leave=False)
-        try:
-            with open(partial, "ab" if have else "wb") as out:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        except (OSError, http.client.HTTPException) as error:  # what arrived is kept for the next try
-            raise DgcnetError(f"{address}: download interrupted after {partial.stat().st_size} bytes "
-                              f"({error}); run again to continue") from None
-        finally:
-            bar.close()
-    if total is not None and partial.stat().st_size != total:
-        raise DgcnetError(f"{address}: download interrupted at {partial.stat().st_size} of {total} bytes; "
-                          f"run again to continue")
 
 
 def download(url: str, *, progress: bool | None = None, timeout: float = 60.0) -> Path:
@@ -134,7 +76,7 @@ def download(url: str, *, progress: bool | None = None, timeout: float = 60.0) -
         partial = target.with_name(target.name + ".partial")
         if not progress:
             print(f"downloading {address} -> {target}", file=sys.stderr)
-        _fetch(address, partial, timeout, progress)
+        fetch_rest(address, partial, timeout, progress)
         if expected is not None:
             got = sha256_of(partial)
             if got != expected:
