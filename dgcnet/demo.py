@@ -31,7 +31,7 @@ from dgcnet.data.transforms import read_image, read_label
 from dgcnet.engine.evaluate import EvalResult, evaluate, write_results
 from dgcnet.engine.heap import use_fast_heap
 from dgcnet.models.fast import optimize_for_inference
-from dgcnet.engine.predict import FORMAT_DIRS, collect_inputs, predict_files
+from dgcnet.engine.predict import COMPARE_GAP, FORMAT_DIRS, collect_inputs, comparison_row, predict_files
 from dgcnet.engine.runlog import read_metrics
 from dgcnet.engine.train import train
 from dgcnet.errors import DgcnetError
@@ -40,7 +40,7 @@ from dgcnet.metrics import class_table, format_table
 from dgcnet.models import build_model
 from dgcnet.plots import training_curve
 
-PREDICTION_FORMATS = ("color", "overlay")
+PREDICTION_FORMATS = ("color", "overlay", "trainids")
 
 
 @dataclass
@@ -141,17 +141,13 @@ def train_overrides(settings: DemoSettings, data_dir: Path, run_dir: Path, devic
 
 
 def comparison_image(items: list[tuple[Path, Path | None, Path]], classes: ClassInfo = CITYSCAPES) -> Image.Image:
-    """One row per image: input, ground truth in class colours (void black), prediction."""
+    """One row per image: input, ground truth in class colours (void black), prediction; the
+    prediction is read back from its train-id PNG."""
     rows = []
-    for image_path, label_path, color_path in items:
-        image = read_image(image_path)
-        truth = np.zeros_like(image)
-        if label_path is not None:
-            truth = classes.colorize(classes.to_train_ids(read_label(label_path)))
-        prediction = read_image(color_path)
-        gap = np.full((image.shape[0], 4, 3), 255, dtype=np.uint8)
-        rows.append(np.concatenate([image, gap, truth, gap, prediction], axis=1))
-        rows.append(np.full((4, rows[-1].shape[1], 3), 255, dtype=np.uint8))
+    for image_path, label_path, train_ids_path in items:
+        truth = classes.to_train_ids(read_label(label_path)) if label_path is not None else None
+        rows.append(comparison_row(read_image(image_path), truth, read_label(train_ids_path), classes))
+        rows.append(np.full((COMPARE_GAP, rows[-1].shape[1], 3), 255, dtype=np.uint8))
     return Image.fromarray(np.concatenate(rows[:-1], axis=0))
 
 
@@ -221,9 +217,9 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *,
     failures = predict_files(model, inputs, predictions_dir, PREDICTION_FORMATS, workers=0, progress=progress)
     if failures:
         raise DgcnetError("; ".join(failures))
-    colors = [predictions_dir / FORMAT_DIRS["color"] / i.relative for i in inputs]
+    train_ids = [predictions_dir / FORMAT_DIRS["trainids"] / i.relative for i in inputs]
     comparison = predictions_dir / "comparison.png"
-    comparison_image([(s.image, s.label, c) for s, c in zip(samples, colors)], info.classes).save(comparison)
+    comparison_image([(s.image, s.label, t) for s, t in zip(samples, train_ids)], info.classes).save(comparison)
     seconds["predict"] = time.perf_counter() - t
 
     say(f"[5/5] training curve and summary -> {out_dir}")

@@ -59,10 +59,9 @@ def add_dataset_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, defaul
     """--dataset, the same choices in every command."""
     from dgcnet.data.datasets import DATASETS
 
-    names = ", ".join(f"{name} ({spec.title})" for name, spec in DATASETS.items())
     p.add_argument("--dataset", choices=tuple(DATASETS), default=None, metavar="NAME",
-                   help=f"a dataset known by name, for its classes and layout: {names}; --classes replaces "
-                        f"its classes (default: {default_text})")
+                   help=f"a dataset known by name, for its classes and layout: {', '.join(DATASETS)} "
+                        f"(docs/data.md); --classes replaces its classes (default: {default_text})")
 
 
 class CommandAdder:

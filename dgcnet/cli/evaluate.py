@@ -29,7 +29,8 @@ def add_parser(subparsers: CommandAdder) -> None:
                    help="output folder (default: ./eval_output)")
     p.add_argument("--save-pred", type=parse_formats_arg, default=(),
                    help="also write predictions, any of: " + ", ".join(FORMAT_DIRS) + " (comma-separated); "
-                        "labelids are the Cityscapes test-server PNGs, in OUTPUT/labelIds/")
+                        "labelids are the Cityscapes test-server PNGs, in OUTPUT/labelIds/; compare puts the "
+                        "image, the ground truth and the prediction side by side, in OUTPUT/compare/")
     p.add_argument("--overwrite", action="store_true",
                    help="replace result and prediction files an earlier run left in the output folder "
                         "(inputs are never replaced)")

@@ -22,7 +22,8 @@ def add_parser(subparsers: CommandAdder) -> None:
                    help="image files, folders (searched recursively) or glob patterns (quote them)")
     p.add_argument("--output-dir", required=True, help="output folder")
     p.add_argument("--save-pred", "--format", type=parse_formats_arg, default=("color",),
-                   help="what to write, comma-separated: " + ", ".join(FORMAT_DIRS) + " (default: color)")
+                   help="what to write, comma-separated: " + ", ".join(FORMAT_DIRS) + " (compare: the image and "
+                        "the prediction side by side; default: color)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace prediction files an earlier run left in the output folder (inputs are never "
                         "replaced)")

@@ -94,7 +94,8 @@ def evaluate(model: nn.Module, dataset: SegmentationDataset, *, mode: str = "sli
                     raise DgcnetError(f"{sample.where}: {sample.label}: {error}") from None
                 num_labelled += 1
             if writer is not None:
-                writer.submit(pred.to(torch.uint8).cpu().numpy(), names[index], image_path=sample.image)
+                writer.submit(pred.to(torch.uint8).cpu().numpy(), names[index], image_path=sample.image,
+                              truth=label.to(torch.uint8).numpy() if label.numel() else None)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     finally:

@@ -29,7 +29,8 @@ from dgcnet.errors import DgcnetError
 from dgcnet.io import atomic_write
 
 # --format / --save-pred name -> sub-folder of the output directory.
-FORMAT_DIRS = {"labelids": "labelIds", "color": "color", "overlay": "overlay", "trainids": "trainIds"}
+FORMAT_DIRS = {"labelids": "labelIds", "color": "color", "overlay": "overlay", "trainids": "trainIds",
+               "compare": "compare"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 OVERLAY_ALPHA = 0.5  # weight of the class colours in the overlay
 
@@ -132,10 +133,24 @@ def predict(model: nn.Module, images: ImageLike | Sequence[ImageLike], output: s
     return np.stack(results) if isinstance(images, np.ndarray) else results
 
 
+COMPARE_GAP = 4  # white pixels between the panels of a 'compare' picture
+
+
+def comparison_row(image: np.ndarray, truth: np.ndarray | None, train_ids: np.ndarray,
+                   classes: ClassInfo = CITYSCAPES) -> np.ndarray:
+    """HxWx3 panels side by side: the image, the ground truth in class colours (ignored pixels
+    black; left out when ``truth`` is None) and the prediction in class colours."""
+    gap = np.full((image.shape[0], COMPARE_GAP, 3), 255, dtype=np.uint8)
+    panels = [image] + ([classes.colorize(truth.astype(np.uint8)), ] if truth is not None else []) + \
+        [classes.colorize(train_ids)]
+    return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
+
+
 def encode_prediction(train_ids: np.ndarray, fmt: str, classes: ClassInfo = CITYSCAPES,
-                      image: np.ndarray | None = None) -> Image.Image:
+                      image: np.ndarray | None = None, truth: np.ndarray | None = None) -> Image.Image:
     """One prediction as a PIL image: 'labelids' (stored ids, as the Cityscapes test server wants),
-    'trainids' (8-bit train ids), 'color' (class colours) or 'overlay' (colours over ``image``)."""
+    'trainids' (8-bit train ids), 'color' (class colours), 'overlay' (colours over ``image``) or
+    'compare' (``image`` | ``truth`` train ids, when given | prediction, see :func:`comparison_row`)."""
     if fmt == "labelids":
         return Image.fromarray(classes.train_to_ids(train_ids).astype(np.uint8), mode="L")
     if fmt == "trainids":
@@ -143,6 +158,10 @@ def encode_prediction(train_ids: np.ndarray, fmt: str, classes: ClassInfo = CITY
     color = classes.colorize(train_ids)
     if fmt == "color":
         return Image.fromarray(color, mode="RGB")
+    if fmt == "compare":
+        if image is None:
+            raise ValueError("the comparison needs the input image")
+        return Image.fromarray(comparison_row(image, truth, train_ids, classes), mode="RGB")
     if fmt == "overlay":
         if image is None:
             raise ValueError("the overlay needs the input image")
@@ -157,7 +176,7 @@ def prediction_path(output_dir: str | Path, fmt: str, relative: Path) -> Path:
 
 
 class PredictionWriter:
-    """Writes predictions as ``OUTPUT/<labelIds|color|overlay|trainIds>/<relative>.png`` on
+    """Writes predictions as ``OUTPUT/<labelIds|color|overlay|trainIds|compare>/<relative>.png`` on
     background threads (PNG encoding overlaps inference); :meth:`close` waits and re-raises errors."""
 
     def __init__(self, output_dir: str | Path, formats: Sequence[str], classes: ClassInfo = CITYSCAPES,
@@ -173,8 +192,9 @@ class PredictionWriter:
         return prediction_path(self.output_dir, fmt, relative)
 
     def submit(self, train_ids: np.ndarray, relative: Path, image_path: Path | None = None,
-               image: np.ndarray | None = None) -> None:
-        """Queue one prediction. The overlay uses ``image`` or, failing that, reads ``image_path``."""
+               image: np.ndarray | None = None, truth: np.ndarray | None = None) -> None:
+        """Queue one prediction. The overlay and the comparison use ``image`` or, failing that, read
+        ``image_path``; the comparison shows ``truth`` (train ids) when given."""
         waiting = []
         for future in self._pending:
             if future.done():
@@ -184,17 +204,17 @@ class PredictionWriter:
         while len(waiting) >= self._max_pending:
             waiting.pop(0).result()
         self._pending = waiting
-        self._pending.append(self._pool.submit(self._write, train_ids, relative, image_path, image))
+        self._pending.append(self._pool.submit(self._write, train_ids, relative, image_path, image, truth))
 
     def _write(self, train_ids: np.ndarray, relative: Path, image_path: Path | None,
-               image: np.ndarray | None) -> None:
+               image: np.ndarray | None, truth: np.ndarray | None) -> None:
         for fmt in self.formats:
-            if fmt == "overlay" and image is None:
+            if fmt in ("overlay", "compare") and image is None:
                 image = read_image(image_path)
             target = self.path(fmt, relative)
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(target) as f:
-                encode_prediction(train_ids, fmt, self.classes, image).save(f, format="PNG")
+                encode_prediction(train_ids, fmt, self.classes, image, truth).save(f, format="PNG")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -160,3 +160,22 @@ def test_class_file_mapping_is_recorded_so_eval_needs_no_class_file(camvid_dir, 
                  "--data-list", str(camvid_dir / "val.txt"), "--output-dir", str(tmp_path / "eval"),
                  "--device", "cpu", "--workers", "0"]) == 0
     assert "meanIU" in capsys.readouterr().out
+
+
+def test_eval_compare_shows_image_truth_and_prediction(camvid_model, camvid_dir, tmp_path):
+    assert main(["eval", "--restore-from", str(camvid_model), "--data-dir", str(camvid_dir),
+                 "--data-list", str(camvid_dir / "val.txt"), "--output-dir", str(tmp_path / "eval"),
+                 "--save-pred", "compare,trainids", "--device", "cpu", "--workers", "0"]) == 0
+    name = "0001TP_000000.png"
+    grid = np.array(Image.open(tmp_path / "eval" / "compare" / name))
+    image = np.array(Image.open(camvid_dir / "val" / name))
+    truth = CAMVID.to_train_ids(np.array(Image.open(camvid_dir / "valannot" / name)))
+    prediction = np.array(Image.open(tmp_path / "eval" / "trainIds" / name))
+    h, w = truth.shape
+    assert grid.shape == (h, 3 * w + 8, 3)
+    assert (grid[:, :w] == image).all()
+    assert (grid[:, w + 4:2 * w + 4] == CAMVID.colorize(truth)).all()
+    assert (grid[:, 2 * w + 8:] == CAMVID.colorize(prediction)).all()
+    assert (grid[:, w:w + 4] == 255).all() and (grid[:, 2 * w + 4:2 * w + 8] == 255).all()  # the gaps
+    void = truth == 255
+    assert void.any() and (grid[:, w + 4:2 * w + 4][void] == 0).all()  # void is black
