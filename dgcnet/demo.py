@@ -282,10 +282,12 @@ def summary_markdown(settings: DemoSettings, device: torch.device, result: EvalR
                      curve: Path) -> str:
     """The one-page summary: settings, times, mIoU, per-class table, pictures, commands to go on."""
     rel = lambda p: _relative(p, out_dir)  # noqa: E731 - links are relative, so the folder can move
-    data_dir = settings.data_dir if settings.dataset else out_dir / "data"
-    title = data_title(settings)
     real = settings.dataset is not None
+    data_dir = settings.data_dir if real else out_dir / "data"
+    title = data_title(settings)
     resolved = {**asdict(settings), "crop_size": crop_size(settings), "device": device.type}
+    for key in ("image_size", "train_images", "val_images") if real else ("dataset", "data_dir", "minutes"):
+        resolved.pop(key)  # settings of the other kind of data
     settings_rows = "\n".join(f"| {k} | {'x'.join(map(str, v)) if isinstance(v, tuple) else v} |"
                               for k, v in resolved.items())
     times = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items() if k != "total")

@@ -1,3 +1,5 @@
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +52,51 @@ def write_camvid_like(root: Path, splits: dict[str, int], size: tuple[int, int] 
 def camvid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny made-up dataset in CamVid's layout: 4 train and 2 val images of 48x64."""
     return write_camvid_like(tmp_path_factory.mktemp("camvid"), {"train": 4, "val": 2})
+
+
+class _RangeHandler(BaseHTTPRequestHandler):
+    """Serves the server's ``files``, honours ``Range: bytes=N-``, and cuts a response short once
+    for each path listed in ``cut`` (after that many bytes)."""
+
+    def do_GET(self):
+        server = self.server
+        with server.lock:
+            server.requests.append((self.path, self.headers.get("Range")))
+        body = server.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].split("=")[1].split("-")[0])
+            if start >= len(body):
+                self.send_error(416)
+                return
+        payload = body[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(payload)))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.end_headers()
+        with server.lock:
+            cut = server.cut.pop(self.path, None)
+        self.wfile.write(payload if cut is None else payload[:cut])
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def file_server():
+    """An HTTP server on 127.0.0.1 for download tests: set ``files`` {path: bytes} and ``cut``
+    {path: bytes sent before the connection drops, once}; ``requests`` lists (path, Range header)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    httpd.files, httpd.cut, httpd.requests, httpd.lock = {}, {}, [], threading.Lock()
+    httpd.timeout = 5
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)

@@ -164,3 +164,31 @@ def test_images_smaller_than_the_tile_run_whole_said_once(trained_demo, tmp_path
                  str(tmp_path / "pred"), "--workers", "0"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("run whole") == 1 and "no larger than the 64x64 tile" in printed
+
+
+def test_demo_on_camvid_fits_its_time_budget_and_names_the_classes(camvid_dir, tmp_path):
+    out = tmp_path / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(["demo", "--dataset", "camvid", "--data-dir", str(camvid_dir), "--out", str(out),
+                       "--minutes", "0.2", "--crop", "32", "--batch-size", "2", "--device", "cpu"])
+    assert status == 0
+    text = printed.getvalue()
+    steps = int(re.search(r"(\d+) iterations fit 0.2 minutes", text).group(1))
+    assert steps >= 10 and (out / "train" / f"checkpoint_{steps:07d}.pt").is_file()
+    assert re.search(r"^Bicyclist\s+\d+\.\d\d$", text, re.M) and "on 2 validation images" in text
+    result = json.loads((out / "eval" / "result" / "result.txt").read_text())
+    assert len(result["IU_array"]) == 11
+    summary = (out / "summary.md").read_text()
+    assert "CamVid" in summary and "dgcnet download camvid" in summary and "synthetic" not in summary
+    assert not (out / "data").exists()  # the dataset is read in place
+
+
+def test_demo_on_an_empty_folder_says_how_to_download(tmp_path, capsys):
+    empty = tmp_path / "camvid"
+    empty.mkdir()
+    assert main(["demo", "--dataset", "camvid", "--data-dir", str(empty), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"dgcnet download camvid --output-dir {empty}" in err
+    assert main(["demo", "--data-dir", str(empty), "--out", str(tmp_path / "out2")]) == 1
+    assert "give --dataset too" in capsys.readouterr().err

@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 
 from dgcnet.benchmark import DataBenchmarkResult, benchmark, data_benchmark
-from dgcnet.cli.common import CommandAdder, add_device_arg, count, image_size, positive_int
+from dgcnet.cli.common import CommandAdder, add_dataset_arg, add_device_arg, count, image_size, positive_int
 from dgcnet.config import AMP_MODES, RESIZE_ON, resize_on_device
-from dgcnet.data import CITYSCAPES, default_workers, load_class_file
+from dgcnet.data import default_workers
+from dgcnet.data.datasets import resolve_classes
 from dgcnet.data.store import DEFAULT_NAME, find_store
 from dgcnet.engine.distributed import resolve_device
 from dgcnet.errors import DgcnetError
@@ -68,7 +69,8 @@ def add_parser(subparsers: CommandAdder) -> None:
                       help="time today's path (decoding the image files, crops resized in the loader) and then "
                            "the prepared store with --resize-on, one after the other, and print the ratio of "
                            "samples per CPU core")
-    data.add_argument("--classes", type=Path, help="class file of your own data (default: Cityscapes)")
+    add_dataset_arg(data, "cityscapes")
+    data.add_argument("--classes", type=Path, help="class file of your own data (default: the dataset's classes)")
     p.set_defaults(run=run)
 
 
@@ -102,7 +104,7 @@ def run_data(args: argparse.Namespace) -> int:
     workers = default_workers() if args.workers is None else args.workers
     if workers == 0:  # one core's figures, as in a loader worker
         torch.set_num_threads(1)
-    classes = load_class_file(args.classes) if args.classes else CITYSCAPES
+    classes = resolve_classes(args.dataset, args.classes)
     prepared = None if args.prepared.lower() == "none" else args.prepared
     on_device = resize_on_device(args.resize_on, resolve_device(args.device).type)
     if args.compare:

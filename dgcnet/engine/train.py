@@ -29,7 +29,7 @@ from dgcnet.config import LossConfig, TrainConfig, apply_dataset_defaults, confi
 from dgcnet.data.dataset import ReportErrors, SegmentationDataset, collate, default_workers
 from dgcnet.data.transforms import TrainAugment, WindowBatch
 from dgcnet.data.classes import load_class_file
-from dgcnet.data.datasets import get_dataset
+from dgcnet.data.datasets import describe_classes, get_dataset
 from dgcnet.data.labels import ClassInfo
 from dgcnet.engine import checkpoint as ckpt
 from dgcnet.engine import distributed, precision
@@ -444,6 +444,8 @@ def setup_training(config: TrainConfig, env: DistEnv, runlog: RunLogger) -> Trai
     say(f"training {config.model.arch} ({params:,} parameters) on {len(dataset)} images, {env.world_size} "
         f"process(es) x batch {cfg_train.batch_size} on {env.device}, {workers} loader worker(s) each, "
         f"iterations {start}..{cfg_train.num_steps}, run folder {run_dir}")
+    scale = f"random scale {cfg_data.scale_min:g}..{cfg_data.scale_max:g}" if cfg_data.scale else "no random scale"
+    say(f"classes: {describe_classes(classes)}; crop {cfg_data.input_size[0]}x{cfg_data.input_size[1]}, {scale}")
     runlog.open(start)
     if saved_rng is not None:  # last, after everything that draws random numbers while setting up
         _restore_rng(saved_rng, env, resume_from, say)

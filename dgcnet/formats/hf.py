@@ -74,6 +74,7 @@ def hf_config(metadata: dict[str, str], *, crop: tuple[int, int] | None = None) 
         "rgb": metadata["rgb"] == "true", "channels": metadata["channels"],
         "mean": json.loads(metadata["mean"]), "std": json.loads(metadata["std"]),
         "crop_size": list(crop) if crop is not None else None, "output_stride": 8,
+        "dataset": json.loads(metadata["dataset"]) if "dataset" in metadata else None,
     }
 
 
@@ -98,7 +99,9 @@ def model_card(config: dict[str, Any], facts: dict[str, Any], source: str) -> st
     train = facts.get("config") or {}
     if train:
         solver, data, model = train.get("train", {}), train.get("data", {}), train.get("model", {})
-        recipe = (f"Trained with dgcnet for {facts.get('iteration')} iterations: crop "
+        recipe = (f"Trained with dgcnet on {data.get('dataset') or 'Cityscapes'}"
+                  f"{' (classes from ' + data['classes'] + ')' if data.get('classes') else ''} for "
+                  f"{facts.get('iteration')} iterations: crop "
                   f"{'x'.join(map(str, data.get('input_size', [])))}, batch {solver.get('batch_size')} per process, "
                   f"SGD lr {solver.get('lr')} (poly {solver.get('poly_power')}), momentum {solver.get('momentum')}, "
                   f"weight decay {solver.get('weight_decay')}, starting weights "

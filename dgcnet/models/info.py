@@ -68,6 +68,11 @@ class ModelInfo:
             if not (0 <= stored <= 255 and (0 <= index < n or index == self.ignore_index)):
                 raise ValueError(f"label_mapping: {stored} -> {index} is not a label value (0..255) mapped to "
                                  f"a class (0..{n - 1}) or the ignore index {self.ignore_index}")
+        mapped = dict(self.label_mapping)
+        disagree = [c for c, stored in enumerate(self.label_ids) if self.label_mapping and mapped.get(stored) != c]
+        if disagree:
+            raise ValueError(f"label_mapping does not map label_ids to their classes (class {disagree[0]}: "
+                             f"label id {self.label_ids[disagree[0]]})")
 
     @property
     def channels(self) -> str:

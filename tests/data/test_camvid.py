@@ -179,3 +179,21 @@ def test_eval_compare_shows_image_truth_and_prediction(camvid_model, camvid_dir,
     assert (grid[:, w:w + 4] == 255).all() and (grid[:, 2 * w + 4:2 * w + 8] == 255).all()  # the gaps
     void = truth == 255
     assert void.any() and (grid[:, w + 4:2 * w + 4][void] == 0).all()  # void is black
+
+
+def test_model_facts_of_older_files_and_files_that_disagree_with_themselves():
+    from dgcnet.models.info import ModelInfo, classes_info
+
+    camvid = classes_info("dgcnet_r18", CAMVID, crop_size=(360, 360)).to_dict()
+    older = {k: v for k, v in camvid.items() if k not in ("dataset", "label_mapping")}
+    info, missing = ModelInfo.from_values(older, "old.pt")
+    assert missing == [] and info.dataset == "camvid" and (11, 255) in info.label_mapping  # known by its names
+    cityscapes, missing = ModelInfo.from_values({"arch": "dgcnet_r18", "num_classes": 19,
+                                                 "class_names": list(get_dataset("cityscapes").classes.names)}, "x")
+    assert cityscapes.dataset == "cityscapes" and cityscapes.classes.to_train_ids(np.array([7, 0], np.uint8)).tolist() \
+        == [0, 255]
+    assert "dataset" not in missing and "label_mapping" not in missing
+    with pytest.raises(DgcnetError, match="bad model description: label_mapping does not map label_ids"):
+        ModelInfo.from_values({**camvid, "label_mapping": [[0, 1], [1, 0]] + camvid["label_mapping"][2:]}, "x")
+    with pytest.raises(DgcnetError, match="bad model description: label_mapping: 300 -> 0"):
+        ModelInfo.from_values({**camvid, "label_mapping": [[300, 0]]}, "x")

@@ -3,8 +3,6 @@ against a made-up manifest; the real manifest is only parsed."""
 import hashlib
 import io
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -15,51 +13,6 @@ from dgcnet.cli import main
 from dgcnet.data import fetch
 from dgcnet.data.fetch import ManifestEntry, fetch_dataset, load_manifest, manifest_bytes, read_manifest
 from dgcnet.errors import DgcnetError
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Serves the server's ``files``, honours ``Range: bytes=N-``, and cuts a response short once
-    for each path listed in ``cut`` (after that many bytes)."""
-
-    def do_GET(self):
-        server = self.server
-        with server.lock:
-            server.requests.append((self.path, self.headers.get("Range")))
-        body = server.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start = 0
-        if self.headers.get("Range"):
-            start = int(self.headers["Range"].split("=")[1].split("-")[0])
-            if start >= len(body):
-                self.send_error(416)
-                return
-        payload = body[start:]
-        self.send_response(206 if start else 200)
-        self.send_header("Content-Length", str(len(payload)))
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.end_headers()
-        with server.lock:
-            cut = server.cut.pop(self.path, None)
-        self.wfile.write(payload if cut is None else payload[:cut])
-        self.close_connection = True
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files, httpd.cut, httpd.requests, httpd.lock = {}, {}, [], threading.Lock()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -87,9 +40,9 @@ def _entries(files: dict[str, bytes]) -> list[ManifestEntry]:
     return [ManifestEntry(path, len(data), hashlib.sha256(data).hexdigest()) for path, data in files.items()]
 
 
-def _serve(server, files: dict[str, bytes]) -> str:
-    server.files.update({f"/CamVid/{path}": data for path, data in files.items()})
-    return f"http://127.0.0.1:{server.server_address[1]}/CamVid"
+def _serve(file_server, files: dict[str, bytes]) -> str:
+    file_server.files.update({f"/CamVid/{path}": data for path, data in files.items()})
+    return f"http://127.0.0.1:{file_server.server_address[1]}/CamVid"
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -101,23 +54,23 @@ def _get(fetch_kwargs, out: Path, source) -> fetch.FetchResult:
     return fetch_dataset("camvid", out, source=source, progress=False, **fetch_kwargs)
 
 
-def test_download_lays_out_every_file_and_a_second_run_fetches_nothing(server, files, tmp_path):
-    url = _serve(server, files)
+def test_download_lays_out_every_file_and_a_second_run_fetches_nothing(file_server, files, tmp_path):
+    url = _serve(file_server, files)
     out = tmp_path / "camvid"
     result = _get({"manifest": _entries(files)}, out, url)
     assert _tree(out) == files  # the published layout, nothing else left behind
     assert (result.fetched, result.present, result.fetched_bytes) == (len(files), 0, sum(map(len, files.values())))
-    assert sorted(path for path, _ in server.requests) == sorted(f"/CamVid/{p}" for p in files)
+    assert sorted(path for path, _ in file_server.requests) == sorted(f"/CamVid/{p}" for p in files)
 
-    server.requests.clear()
+    file_server.requests.clear()
     again = _get({"manifest": _entries(files), "workers": 2}, out, url)
-    assert (again.fetched, again.present) == (0, len(files)) and server.requests == []
+    assert (again.fetched, again.present) == (0, len(files)) and file_server.requests == []
     assert again.summary() == f"camvid: 0 files fetched (0.0 MiB), {len(files)} already present, 0 failed; in {out}"
 
 
-def test_cut_download_resumes_with_a_range_request(server, files, tmp_path):
-    url = _serve(server, files)
-    server.cut["/CamVid/train/0001TP_006690.png"] = 1000
+def test_cut_download_resumes_with_a_range_request(file_server, files, tmp_path):
+    url = _serve(file_server, files)
+    file_server.cut["/CamVid/train/0001TP_006690.png"] = 1000
     out = tmp_path / "camvid"
     with pytest.raises(DgcnetError, match=r"train/0001TP_006690.png: http://127.0.0.1:\d+/CamVid/train/"
                                           r"0001TP_006690.png: download interrupted at 1000 of \d+ bytes"):
@@ -125,18 +78,18 @@ def test_cut_download_resumes_with_a_range_request(server, files, tmp_path):
     partial = out / "train" / ".0001TP_006690.png.tmp"
     assert partial.stat().st_size == 1000 and not (out / "train" / "0001TP_006690.png").exists()
 
-    server.requests.clear()
+    file_server.requests.clear()
     result = _get({"manifest": _entries(files)}, out, url)
     assert _tree(out) == files and result.fetched + result.present == len(files)
-    assert ("/CamVid/train/0001TP_006690.png", "bytes=1000-") in server.requests
-    assert all(path == "/CamVid/train/0001TP_006690.png" or rng is None for path, rng in server.requests)
+    assert ("/CamVid/train/0001TP_006690.png", "bytes=1000-") in file_server.requests
+    assert all(path == "/CamVid/train/0001TP_006690.png" or rng is None for path, rng in file_server.requests)
 
 
-def test_a_file_that_fails_its_check_is_not_kept_and_is_named(server, files, tmp_path):
+def test_a_file_that_fails_its_check_is_not_kept_and_is_named(file_server, files, tmp_path):
     served = dict(files)
     served["trainannot/0001TP_006720.png"] = bytes(len(files["trainannot/0001TP_006720.png"]))  # same size
     served["val.txt"] = files["val.txt"] + b"extra\n"
-    url = _serve(server, served)
+    url = _serve(file_server, served)
     out = tmp_path / "camvid"
     with pytest.raises(DgcnetError) as error:
         _get({"manifest": _entries(files)}, out, url)
@@ -150,8 +103,8 @@ def test_a_file_that_fails_its_check_is_not_kept_and_is_named(server, files, tmp
     assert all(tree[path] == files[path] for path in tree)
 
 
-def test_a_users_file_with_other_content_is_reported_and_left_alone(server, files, tmp_path):
-    url = _serve(server, files)
+def test_a_users_file_with_other_content_is_reported_and_left_alone(file_server, files, tmp_path):
+    url = _serve(file_server, files)
     out = tmp_path / "camvid"
     (out / "train").mkdir(parents=True)
     (out / "train" / "0001TP_006690.png").write_bytes(b"my own file")
@@ -159,7 +112,7 @@ def test_a_users_file_with_other_content_is_reported_and_left_alone(server, file
                                           r"11 bytes, the manifest says \d+; not replaced: move it away"):
         _get({"manifest": _entries(files)}, out, url)
     assert (out / "train" / "0001TP_006690.png").read_bytes() == b"my own file"
-    assert "/CamVid/train/0001TP_006690.png" not in [path for path, _ in server.requests]
+    assert "/CamVid/train/0001TP_006690.png" not in [path for path, _ in file_server.requests]
 
 
 def test_source_folder_is_copied_and_checked(files, tmp_path):
@@ -195,9 +148,9 @@ def test_manifest_file_round_trip_and_bad_manifests(files, tmp_path):
             load_manifest(tmp_path / "bad.txt")
 
 
-def test_cli_downloads_and_reports_in_one_line(server, files, tmp_path, monkeypatch, capsys):
+def test_cli_downloads_and_reports_in_one_line(file_server, files, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fetch, "read_manifest", lambda name: _entries(files))
-    url = _serve(server, files)
+    url = _serve(file_server, files)
     out = tmp_path / "camvid"
     assert main(["download", "camvid", "--output-dir", str(out), "--source", url, "--workers", "3"]) == 0
     assert capsys.readouterr().out == (f"camvid: {len(files)} files fetched ({sum(map(len, files.values())) / 2**20:,.1f} "
@@ -205,7 +158,7 @@ def test_cli_downloads_and_reports_in_one_line(server, files, tmp_path, monkeypa
     assert _tree(out) == files
 
     (out / "val.txt").unlink()
-    server.files["/CamVid/val.txt"] = b"x" * len(files["val.txt"])
+    file_server.files["/CamVid/val.txt"] = b"x" * len(files["val.txt"])
     assert main(["download", "camvid", "--output_dir", str(out), "--source", url]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dgcnet download: error: 1 of ") and "val.txt: sha256 mismatch" in err
@@ -221,8 +174,8 @@ def test_download_errors_name_the_url(files, tmp_path):
         _get({"manifest": _entries(files), "workers": 1}, tmp_path / "out", f"http://127.0.0.1:{port}/CamVid/")
 
 
-def test_missing_file_on_the_server_is_an_http_error(server, files, tmp_path):
-    url = _serve(server, {path: data for path, data in files.items() if path != "test.txt"})
+def test_missing_file_on_the_server_is_an_http_error(file_server, files, tmp_path):
+    url = _serve(file_server, {path: data for path, data in files.items() if path != "test.txt"})
     with pytest.raises(DgcnetError, match=r"test.txt: http://.*/CamVid/test.txt: download failed: HTTP 404"):
         _get({"manifest": _entries(files)}, tmp_path / "out", url)
 

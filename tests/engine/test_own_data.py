@@ -77,6 +77,8 @@ def test_train_eval_predict_with_a_class_file(pets: Path, capsys):
 
 
 def test_train_refuses_a_class_count_mismatch(pets: Path, capsys):
+    # Left unset, the number of classes follows the class file; given, it must agree with it.
     assert main(["train", "--arch", "dgcnet_r18", "--data_dir", str(pets), "--data_list", str(pets / "list.txt"),
-                 "--classes", str(pets / "classes.yaml"), "--save_dir", str(pets / "r"), "--device", "cpu"]) == 1
+                 "--classes", str(pets / "classes.yaml"), "--num_classes", "19", "--save_dir", str(pets / "r"),
+                 "--device", "cpu"]) == 1
     assert "has 3 classes but model.num_classes is 19" in capsys.readouterr().err

@@ -2,8 +2,6 @@
 hub cache (redirected to a temporary folder), resumed after a cut, pinned by SHA-256."""
 import hashlib
 from dataclasses import replace
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,50 +15,6 @@ from dgcnet.formats.download import cache_path, download
 from dgcnet.models import build_model, default_info
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Serves the server's ``files``, honours ``Range: bytes=N-``, and cuts a response short once
-    for each path listed in ``cut`` (after that many bytes)."""
-
-    def do_GET(self):
-        server = self.server
-        server.requests.append((self.path, self.headers.get("Range")))
-        body = server.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start = 0
-        if self.headers.get("Range"):
-            start = int(self.headers["Range"].split("=")[1].split("-")[0])
-            if start >= len(body):
-                self.send_error(416)
-                return
-        payload = body[start:]
-        self.send_response(206 if start else 200)
-        self.send_header("Content-Length", str(len(payload)))
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.end_headers()
-        cut = server.cut.pop(self.path, None)
-        self.wfile.write(payload if cut is None else payload[:cut])
-        self.close_connection = True
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files, httpd.cut, httpd.requests = {}, {}, []
-    httpd.timeout = 5
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
 
 
 @pytest.fixture(autouse=True)
@@ -79,43 +33,43 @@ def released_bytes(tmp_path_factory, r18_state) -> bytes:
     return path.read_bytes()
 
 
-def _url(server, path: str) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}{path}"
+def _url(file_server, path: str) -> str:
+    return f"http://127.0.0.1:{file_server.server_address[1]}{path}"
 
 
 def _same(model, state):
     return all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
 
-def test_load_model_by_url_downloads_once_into_the_hub_cache(server, hub_cache, released_bytes, r18_state):
-    server.files["/w/r18.safetensors"] = released_bytes
-    url = _url(server, "/w/r18.safetensors")
+def test_load_model_by_url_downloads_once_into_the_hub_cache(file_server, hub_cache, released_bytes, r18_state):
+    file_server.files["/w/r18.safetensors"] = released_bytes
+    url = _url(file_server, "/w/r18.safetensors")
     model = dgcnet.load_model(url)
     assert model.arch == "dgcnet_r18" and model.info.class_names[0] == "c0" and _same(model, r18_state)
     cached = cache_path(url)
     assert cached.parent == hub_cache and cached.name.endswith("-r18.safetensors")
     assert cached.read_bytes() == released_bytes and sorted(p.name for p in hub_cache.iterdir()) == [cached.name, cached.name + ".lock"]
     dgcnet.load_model(url)
-    assert len(server.requests) == 1  # the second load reads the cache
+    assert len(file_server.requests) == 1  # the second load reads the cache
 
 
-def test_interrupted_download_resumes_with_a_range_request(server, hub_cache, released_bytes):
-    server.files["/r18.safetensors"] = released_bytes
-    server.cut["/r18.safetensors"] = 100_000
-    url = _url(server, "/r18.safetensors")
+def test_interrupted_download_resumes_with_a_range_request(file_server, hub_cache, released_bytes):
+    file_server.files["/r18.safetensors"] = released_bytes
+    file_server.cut["/r18.safetensors"] = 100_000
+    url = _url(file_server, "/r18.safetensors")
     with pytest.raises(DgcnetError, match="interrupted at 100000 of .* run again to continue"):
         download(url)
     partial = cache_path(url).with_name(cache_path(url).name + ".partial")
     assert partial.stat().st_size == 100_000 and not cache_path(url).exists()
     assert download(url).read_bytes() == released_bytes
-    assert server.requests == [("/r18.safetensors", None), ("/r18.safetensors", "bytes=100000-")]
+    assert file_server.requests == [("/r18.safetensors", None), ("/r18.safetensors", "bytes=100000-")]
     assert not partial.exists()
 
 
-def test_pinned_url_refuses_other_content_and_keeps_nothing(server, hub_cache, released_bytes, r18_state):
-    server.files["/r18.safetensors"] = released_bytes
+def test_pinned_url_refuses_other_content_and_keeps_nothing(file_server, hub_cache, released_bytes, r18_state):
+    file_server.files["/r18.safetensors"] = released_bytes
     good = hashlib.sha256(released_bytes).hexdigest()
-    url = _url(server, "/r18.safetensors")
+    url = _url(file_server, "/r18.safetensors")
     with pytest.raises(DgcnetError, match=f"refused: the downloaded file has SHA-256 {good}, not the pinned 0+; "
                                           f"nothing was kept"):
         dgcnet.load_model(f"{url}#sha256={'0' * 64}")
@@ -126,16 +80,16 @@ def test_pinned_url_refuses_other_content_and_keeps_nothing(server, hub_cache, r
         download(f"{url}#md5=abc")
 
 
-def test_restore_from_and_torch_hub_take_urls(server, released_bytes, r18_state):
-    server.files["/r18.safetensors"] = released_bytes
-    url = _url(server, "/r18.safetensors")
+def test_restore_from_and_torch_hub_take_urls(file_server, released_bytes, r18_state):
+    file_server.files["/r18.safetensors"] = released_bytes
+    url = _url(file_server, "/r18.safetensors")
     model = build_model("dgcnet_r18")
     assert "loaded" in restore_weights(model, url) and _same(model, r18_state)
     hub_model = torch.hub.load(str(REPO), "dgcnet_r18", source="local", weights=url, trust_repo=True)
     assert _same(hub_model, r18_state)
-    assert len(server.requests) == 1
+    assert len(file_server.requests) == 1
 
 
-def test_missing_url_is_one_line(server):
+def test_missing_url_is_one_line(file_server):
     with pytest.raises(DgcnetError, match=r"nothere.pth: download failed: HTTP 404"):
-        dgcnet.load_model(_url(server, "/nothere.pth"))
+        dgcnet.load_model(_url(file_server, "/nothere.pth"))
