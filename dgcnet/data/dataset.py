@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from dgcnet.data.datasets import list_prefixes
+from dgcnet.data.datasets import LIST_PREFIXES
 from dgcnet.data.labels import CITYSCAPES, IGNORE_INDEX, ClassInfo
 from dgcnet.data.store import PreparedStore, find_store
 from dgcnet.data.transforms import ImageWindow, TrainAugment, WindowBatch, normalize, read_image, read_label
@@ -58,7 +58,7 @@ def split_columns(line: str) -> list[str]:
 def relative_to_data_dir(column: str) -> str:
     """A list's path with a known dataset's published prefix (CamVid's ``/SegNet/CamVid/``) taken
     off, so that it reads relative to the data dir like every other list's paths."""
-    for prefix in list_prefixes():
+    for prefix in LIST_PREFIXES:
         if column.startswith(prefix):
             return column[len(prefix):]
     return column

@@ -200,6 +200,8 @@ DATASETS: dict[str, DatasetSpec] = {
                      "`dgcnet lists --dataset mapillary --data-dir DIR --output-dir DIR`"),
 }
 DATASET_NAMES = tuple(DATASETS)
+# The path prefixes of the known datasets' published lists, which stand for the data folder.
+LIST_PREFIXES = tuple(spec.list_prefix for spec in DATASETS.values() if spec.list_prefix)
 
 
 def get_dataset(name: str) -> DatasetSpec:
@@ -209,11 +211,6 @@ def get_dataset(name: str) -> DatasetSpec:
     except KeyError:
         raise DgcnetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)} "
                           f"(or describe your own with a class file, --classes)") from None
-
-
-def list_prefixes() -> tuple[str, ...]:
-    """The path prefixes of every known dataset's published lists."""
-    return tuple(spec.list_prefix for spec in DATASETS.values() if spec.list_prefix)
 
 
 def resolve_classes(dataset: str | None, class_file: str | Path | None, default: ClassInfo = CITYSCAPES

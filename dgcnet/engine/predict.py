@@ -141,9 +141,10 @@ def comparison_row(image: np.ndarray, truth: np.ndarray | None, train_ids: np.nd
     """HxWx3 panels side by side: the image, the ground truth in class colours (ignored pixels
     black; left out when ``truth`` is None) and the prediction in class colours."""
     gap = np.full((image.shape[0], COMPARE_GAP, 3), 255, dtype=np.uint8)
-    panels = [image] + ([classes.colorize(truth.astype(np.uint8)), ] if truth is not None else []) + \
-        [classes.colorize(train_ids)]
-    return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
+    panels = [image, gap]
+    if truth is not None:
+        panels += [classes.colorize(truth.astype(np.uint8)), gap]
+    return np.concatenate(panels + [classes.colorize(train_ids)], axis=1)
 
 
 def encode_prediction(train_ids: np.ndarray, fmt: str, classes: ClassInfo = CITYSCAPES,
